@@ -1,0 +1,5 @@
+//! Everything that talks to the outside world. Each adapter depends on `core` (and its own SDK),
+//! never on another adapter; `runtime` wires them together.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod control;

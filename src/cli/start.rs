@@ -1,0 +1,259 @@
+//! `kimaki start`: take the data-dir lock, start the daemon, wait for a stop request.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::output::{exit, Failure};
+use super::GlobalArgs;
+use crate::adapters::control::{Call, ControlClient, ControlError, InstanceLock, LockError};
+use crate::config::{keys, Loaded};
+use crate::runtime::{Daemon, DaemonError, DaemonOptions, ReadyInfo};
+use crate::telemetry::{self, sse, LogOptions, Redactor};
+
+/// Extra time, beyond the running instance's grace period, that a takeover waits for it to exit.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(20);
+
+/// How often a takeover checks whether the old instance released the lock.
+const TAKEOVER_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kimaki start                     foreground; logs to stderr and <data-dir>/kimaki.log
+  kimaki start --takeover          replace the instance already running on this data dir
+  kimaki start > events.txt        stdout not a terminal: lifecycle events as SSE `data:` lines
+
+Signals: SIGTERM/SIGINT stop gracefully (running jobs get KIMAKI_SHUTDOWN_GRACE_SECS to finish;
+queued jobs stay queued for the next start). A second SIGINT stops at once.")]
+pub struct StartArgs {
+    /// Ask the instance running on this data dir to shut down gracefully, then start.
+    #[arg(long)]
+    pub takeover: bool,
+
+    /// Runner for new sessions for this run (same as --set KIMAKI_RUNNER=…).
+    #[arg(long, value_name = "NAME")]
+    pub runner: Option<String>,
+
+    /// Model for new sessions for this run (same as --set KIMAKI_MODEL=…).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, Failure> {
+    let mut flags = global.set.clone();
+    if let Some(r) = &args.runner {
+        flags.push((keys::RUNNER.to_owned(), r.clone()));
+    }
+    if let Some(m) = &args.model {
+        flags.push((keys::MODEL.to_owned(), m.clone()));
+    }
+    let loaded = if flags.len() != global.set.len() {
+        Loaded::load(loaded.data_dir, loaded.env, &flags)
+            .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?
+    } else {
+        loaded
+    };
+    let lifecycle = sse::LifecycleOut::detect();
+    let fail = |f: Failure| {
+        lifecycle.emit(&sse::Lifecycle::Error {
+            message: f.message.clone(),
+            install_url: None,
+        });
+        f
+    };
+
+    check_config(&loaded).map_err(fail)?;
+    loaded
+        .data_dir
+        .ensure()
+        .map_err(|e| fail(Failure::new(exit::CONFIG, e.to_string())))?;
+
+    let rt = super::runtime().map_err(fail)?;
+    let lock = rt
+        .block_on(take_lock(&loaded, args.takeover))
+        .map_err(fail)?;
+
+    // Only the lock holder may reset the log: a refused second start must not wipe it.
+    let log_file = telemetry::reset_log_file(&loaded.data_dir.log_file()).map_err(|e| {
+        fail(Failure::new(
+            exit::DATA,
+            format!("cannot write {}: {e}", loaded.data_dir.log_file().display()),
+        ))
+    })?;
+    let redactor = Redactor::new(loaded.settings.secret_values());
+    telemetry::init(&log_options(global, &loaded), Some(log_file), redactor);
+    for key in &loaded.settings.unknown_file_keys {
+        tracing::warn!(key = %key, "Unknown key in config.env (ignored); run `kimaki doctor`.");
+    }
+    for key in &loaded.settings.unknown_env_keys {
+        tracing::warn!(key = %key, "Unknown kimaki environment variable (ignored); run `kimaki doctor`.");
+    }
+
+    rt.block_on(async move {
+        let daemon = Daemon::start(DaemonOptions {
+            loaded,
+            lock,
+            lifecycle,
+            extra_runners: Vec::new(),
+        })
+        .await
+        .map_err(|e| fail(daemon_failure(e)))?;
+        print_ready(daemon.ready_info());
+        watch_signals(&daemon);
+        daemon.run_until_stopped().await;
+        Ok(exit::OK)
+    })
+}
+
+fn check_config(loaded: &Loaded) -> Result<(), Failure> {
+    let s = &loaded.settings;
+    if !s.has_errors() {
+        return Ok(());
+    }
+    let mut problems: Vec<String> = s
+        .invalid
+        .iter()
+        .map(|i| format!("{} (from {}) {}", i.key, i.source, i.message))
+        .collect();
+    problems.extend(s.secret_errors.iter().cloned());
+    Err(Failure::new(
+        exit::CONFIG,
+        format!("invalid configuration:\n  {}", problems.join("\n  ")),
+    )
+    .hint("fix the values above (`kimaki doctor` lists every problem), then start again"))
+}
+
+async fn take_lock(loaded: &Loaded, takeover: bool) -> Result<InstanceLock, Failure> {
+    let path = loaded.data_dir.lock_file();
+    match InstanceLock::acquire(&path) {
+        Ok(l) => return Ok(l),
+        Err(LockError::Held { pid, .. }) if takeover => {
+            ask_to_stop(loaded, pid).await?;
+        }
+        Err(e @ LockError::Held { .. }) => {
+            return Err(Failure::new(exit::UNAVAILABLE, e.to_string()))
+        }
+        Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
+    }
+    let grace = Duration::from_secs(loaded.settings.u64(keys::SHUTDOWN_GRACE_SECS));
+    let deadline = Instant::now() + grace + TAKEOVER_MARGIN;
+    loop {
+        match InstanceLock::acquire(&path) {
+            Ok(l) => return Ok(l),
+            Err(LockError::Held { pid, .. }) if Instant::now() < deadline => {
+                let _ = pid;
+                tokio::time::sleep(TAKEOVER_POLL).await;
+            }
+            Err(LockError::Held { pid, .. }) => {
+                return Err(Failure::new(
+                    exit::UNAVAILABLE,
+                    format!(
+                        "the running kimaki{} did not stop within {}s",
+                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                        (grace + TAKEOVER_MARGIN).as_secs()
+                    ),
+                ))
+            }
+            Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
+        }
+    }
+}
+
+async fn ask_to_stop(loaded: &Loaded, pid: Option<u32>) -> Result<(), Failure> {
+    let client = ControlClient::new(&loaded.data_dir.socket(), Duration::from_secs(5));
+    let reason = format!(
+        "taken over by a new `kimaki start` (pid {})",
+        std::process::id()
+    );
+    match client
+        .call::<serde_json::Value>(Call::Shutdown {
+            reason: Some(reason),
+        })
+        .await
+    {
+        Ok(_) => {
+            eprintln!(
+                "Asked the running kimaki{} to stop; waiting for it to finish…",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Err(ControlError::NotRunning(_)) => Ok(()),
+        Err(e) => Err(Failure::new(
+            exit::UNAVAILABLE,
+            format!("the running kimaki does not answer on its control socket: {e}"),
+        )
+        .hint(match pid {
+            Some(p) => format!("stop it with `kill {p}` and start again"),
+            None => "stop the other kimaki process and start again".to_owned(),
+        })),
+    }
+}
+
+fn daemon_failure(e: DaemonError) -> Failure {
+    match e {
+        DaemonError::Store(s) => Failure::new(exit::DATA, s.to_string()),
+        other => Failure::new(exit::FAILURE, other.to_string()),
+    }
+}
+
+fn log_options(global: &GlobalArgs, loaded: &Loaded) -> LogOptions {
+    LogOptions {
+        rust_log: loaded.settings.rust_log.clone(),
+        level: loaded.settings.get(keys::LOG_LEVEL).to_owned(),
+        verbosity: global.verbose as i8 - global.quiet as i8,
+        color: !loaded.env.no_color(),
+    }
+}
+
+/// A short human summary on stderr when a person is watching.
+fn print_ready(info: &ReadyInfo) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    eprintln!("kimaki is running. Control socket: {}", info.socket);
+    if info.recovered_queued > 0 {
+        eprintln!(
+            "  {} queued job(s) from before will run now.",
+            info.recovered_queued
+        );
+    }
+    if info.interrupted > 0 {
+        eprintln!(
+            "  {} job(s) were running when kimaki last stopped; they are marked interrupted.",
+            info.interrupted
+        );
+    }
+    if info.local_only {
+        eprintln!("  No Discord bot or mesh is configured: kimaki runs as a local agent.");
+        eprintln!("  Add Discord:  kimaki init --discord-token <TOKEN>");
+        eprintln!("  Add a mesh:   kimaki init --mesh-url <URL> --mesh-token <TOKEN>");
+    }
+    eprintln!("  Stop with Ctrl-C (or SIGTERM).");
+}
+
+/// SIGTERM/SIGINT request a graceful stop; a second SIGINT exits at once.
+fn watch_signals(daemon: &Daemon) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let stop = daemon.stop_handle();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("Cannot install signal handlers.");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => stop.stop("received SIGTERM"),
+            _ = int.recv() => stop.stop("received SIGINT"),
+            _ = stop.stopped() => {}
+        }
+        if int.recv().await.is_some() {
+            eprintln!("Second interrupt: exiting now.");
+            std::process::exit(130);
+        }
+    });
+}

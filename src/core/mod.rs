@@ -1,0 +1,29 @@
+//! The heart of kimaki: jobs, the one durable queue, lanes, the dispatcher, the `Runner` trait and
+//! the event bus. Every source of work enqueues here and every sink reads events from here.
+//! Must not import any adapter, SDK (serenity, rust_socketio, reqwest) or wire type.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod clock;
+pub mod dispatch;
+pub mod events;
+pub mod ids;
+pub mod interactions;
+pub mod job;
+pub mod queue;
+pub mod runner;
+
+pub use dispatch::{DispatchOptions, Dispatcher, RunnerSet};
+pub use events::{
+    CancelReason, EventBus, EventKind, Failure, FailureKind, JobEvent, Outcome, StoredEvent,
+    Subscription,
+};
+pub use ids::{JobId, LaneId, RequestId, RunnerId};
+pub use job::{
+    Attachment, EnqueueMode, Job, JobRecord, JobSource, JobState, LaneRecord, NewJob,
+    PermissionPolicy, ReplyTo,
+};
+pub use queue::{AnswerOutcome, CancelOutcome, Enqueued, JobQueue, QueueError, Recovery};
+pub use runner::{
+    CancelSignal, Control, EventEmitter, RunContext, RunRequest, RunSummary, Runner, RunnerError,
+    RunnerInfo,
+};

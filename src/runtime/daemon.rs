@@ -1,0 +1,331 @@
+//! `kimaki start`: open the store, recover jobs, start the dispatcher and every configured
+//! adapter, report readiness, and on a stop request shut down in order: stop intake → let running
+//! jobs finish within the grace period → cancel the rest → flush → exit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::health::AdapterStates;
+use super::wiring;
+use crate::adapters::control::protocol::{LaneStatus, QueueStatus};
+use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
+use crate::config::{keys, Loaded};
+use crate::core::{clock, DispatchOptions, Dispatcher, JobQueue, Runner};
+use crate::store::{Store, StoreError};
+use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
+
+/// How long after the drain the control socket stays up for final status calls.
+const CONTROL_LINGER: Duration = Duration::from_millis(0);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot open the control socket {path}: {source}")]
+    ControlSocket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the store could not be opened: {0}")]
+    StoreTask(String),
+}
+
+/// What `start` was asked to run.
+pub struct DaemonOptions {
+    pub loaded: Loaded,
+    /// Proof that this process owns the data dir.
+    pub lock: InstanceLock,
+    pub lifecycle: LifecycleOut,
+    /// Runners beyond the built-in ones (tests and benchmarks add an in-process runner).
+    pub extra_runners: Vec<Arc<dyn Runner>>,
+}
+
+/// Facts printed when kimaki is ready.
+#[derive(Debug, Clone)]
+pub struct ReadyInfo {
+    pub socket: String,
+    pub adapters: Vec<AdapterSummary>,
+    pub recovered_queued: usize,
+    pub interrupted: usize,
+    pub local_only: bool,
+}
+
+/// A running kimaki.
+pub struct Daemon {
+    queue: JobQueue,
+    states: AdapterStates,
+    stop: CancellationToken,
+    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    dispatch_stop: CancellationToken,
+    control_stop: CancellationToken,
+    lifecycle: LifecycleOut,
+    store: Store,
+    ready: ReadyInfo,
+    _lock: InstanceLock,
+}
+
+impl Daemon {
+    /// Starts everything and returns once kimaki accepts work.
+    pub async fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
+        let started = Instant::now();
+        let DaemonOptions {
+            loaded,
+            lock,
+            lifecycle,
+            extra_runners,
+        } = options;
+        let data_dir = loaded.data_dir.clone();
+        let store_path = data_dir.store_dir();
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
+            .await
+            .map_err(|e| DaemonError::StoreTask(e.to_string()))??;
+        let queue = JobQueue::new(store.clone());
+        let recovery = queue.recover().await.map_err(|e| match e {
+            crate::core::QueueError::Store(s) => DaemonError::Store(s),
+            other => DaemonError::StoreTask(other.to_string()),
+        })?;
+
+        let states = AdapterStates::default();
+        let stop = CancellationToken::new();
+        let dispatch_stop = CancellationToken::new();
+        let control_stop = CancellationToken::new();
+        let stop_reason = Arc::new(std::sync::Mutex::new(None));
+        let mut tasks = Vec::new();
+
+        let runners = Arc::new(wiring::runners(&loaded, &extra_runners));
+        for id in runners.ids() {
+            states.set(&format!("runner:{id}"), "ready", None);
+        }
+        let grace = Duration::from_secs(loaded.settings.u64(keys::SHUTDOWN_GRACE_SECS));
+        let dispatcher = Dispatcher::new(
+            queue.clone(),
+            runners,
+            DispatchOptions {
+                drain_grace: grace,
+                ..DispatchOptions::default()
+            },
+        );
+        tasks.push((
+            "dispatcher",
+            tokio::spawn(dispatcher.run(dispatch_stop.clone())),
+        ));
+
+        let socket = data_dir.socket();
+        let server = ControlServer::bind(&socket).map_err(|source| DaemonError::ControlSocket {
+            path: socket.display().to_string(),
+            source,
+        })?;
+        let handler = Arc::new(Handler {
+            queue: queue.clone(),
+            states: states.clone(),
+            stop: stop.clone(),
+            stop_reason: stop_reason.clone(),
+            started_at: clock::now_ms(),
+            data_dir: data_dir.root().display().to_string(),
+        });
+        states.set("control", "running", Some(socket.display().to_string()));
+        tasks.push((
+            "control",
+            tokio::spawn(server.run(handler, control_stop.clone())),
+        ));
+
+        let local_only = !loaded.settings.is_set(keys::BOT_TOKEN)
+            && !loaded.settings.is_set(keys::MESH_URL)
+            && !loaded.settings.is_set(keys::MESH_ENDPOINTS);
+
+        let adapters: Vec<AdapterSummary> = states
+            .snapshot()
+            .into_iter()
+            .map(|a| AdapterSummary {
+                name: a.name,
+                state: a.state,
+            })
+            .collect();
+        let ready = ReadyInfo {
+            socket: socket.display().to_string(),
+            adapters: adapters.clone(),
+            recovered_queued: recovery.queued,
+            interrupted: recovery.interrupted.len(),
+            local_only,
+        };
+        lifecycle.emit(&Lifecycle::Ready {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION"),
+            data_dir: data_dir.root().display().to_string(),
+            socket: ready.socket.clone(),
+            adapters,
+            app_id: None,
+            guild_ids: Vec::new(),
+        });
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            queued = recovery.queued,
+            interrupted = recovery.interrupted.len(),
+            "kimaki is ready."
+        );
+        Ok(Self {
+            queue,
+            states,
+            stop,
+            stop_reason,
+            tasks,
+            dispatch_stop,
+            control_stop,
+            lifecycle,
+            store,
+            ready,
+            _lock: lock,
+        })
+    }
+
+    pub fn ready_info(&self) -> &ReadyInfo {
+        &self.ready
+    }
+
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+
+    pub fn states(&self) -> &AdapterStates {
+        &self.states
+    }
+
+    /// A handle that begins the ordered shutdown from anywhere (signals, tests).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            token: self.stop.clone(),
+            reason: self.stop_reason.clone(),
+        }
+    }
+
+    /// Waits for a stop request, then shuts down in order.
+    pub async fn run_until_stopped(self) {
+        self.stop.cancelled().await;
+        self.shutdown().await;
+    }
+
+    async fn shutdown(self) {
+        let reason = self
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "stop requested".to_owned());
+        tracing::info!(reason = %reason, "Shutting down.");
+        self.lifecycle.emit(&Lifecycle::Stopping {
+            reason: reason.clone(),
+        });
+        // 1. Stop intake: nothing new is accepted; queued jobs stay on disk for the next start.
+        self.queue.stop_intake();
+        // 2–3. Drain running jobs within the grace period, then cancel the rest.
+        self.dispatch_stop.cancel();
+        let mut tasks = self.tasks;
+        if let Some(pos) = tasks.iter().position(|(n, _)| *n == "dispatcher") {
+            let (_, handle) = tasks.remove(pos);
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "The dispatcher ended abnormally.");
+            }
+        }
+        // 4. Flush.
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "Final store flush failed.");
+        }
+        tokio::time::sleep(CONTROL_LINGER).await;
+        self.control_stop.cancel();
+        for (name, handle) in tasks {
+            match tokio::time::timeout(Duration::from_secs(5), handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(task = name, error = %e, "Task ended abnormally."),
+                Err(_) => tracing::error!(task = name, "Task did not stop in time."),
+            }
+        }
+        tracing::info!("Stopped.");
+    }
+}
+
+/// Requests shutdown with a reason; the first reason is the one reported.
+#[derive(Clone)]
+pub struct StopHandle {
+    token: CancellationToken,
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl StopHandle {
+    pub fn stop(&self, reason: &str) {
+        request_stop(&self.token, &self.reason, reason);
+    }
+
+    pub async fn stopped(&self) {
+        self.token.cancelled().await
+    }
+}
+
+fn request_stop(stop: &CancellationToken, slot: &std::sync::Mutex<Option<String>>, reason: &str) {
+    let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if r.is_none() {
+        *r = Some(reason.to_owned());
+    }
+    drop(r);
+    stop.cancel();
+}
+
+struct Handler {
+    queue: JobQueue,
+    states: AdapterStates,
+    stop: CancellationToken,
+    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    started_at: i64,
+    data_dir: String,
+}
+
+#[async_trait]
+impl ControlHandler for Handler {
+    async fn status(&self) -> StatusReport {
+        let active = self.queue.active_jobs();
+        let mut lanes: Vec<LaneStatus> = self
+            .queue
+            .depths()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(lane, queued)| LaneStatus {
+                running_job: self.queue.active_job(&lane).map(|j| j.to_string()),
+                lane: lane.to_string(),
+                queued,
+            })
+            .collect();
+        for (lane, job) in &active {
+            if !lanes.iter().any(|l| l.lane == lane.as_str()) {
+                lanes.push(LaneStatus {
+                    lane: lane.to_string(),
+                    queued: 0,
+                    running_job: Some(job.to_string()),
+                });
+            }
+        }
+        lanes.sort_by(|a, b| a.lane.cmp(&b.lane));
+        let now = clock::now_ms();
+        StatusReport {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            data_dir: self.data_dir.clone(),
+            started_at: self.started_at,
+            uptime_secs: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
+            adapters: self.states.snapshot(),
+            queue: QueueStatus {
+                queued: self.queue.queued_total(),
+                running: active.len(),
+                lanes,
+            },
+            rss_bytes: super::process::rss_bytes(),
+        }
+    }
+
+    async fn shutdown(&self, reason: String) {
+        request_stop(&self.stop, &self.stop_reason, &reason);
+    }
+}

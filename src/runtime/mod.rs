@@ -1,0 +1,11 @@
+//! Process lifecycle: the supervisor task tree, ordered shutdown, and the wiring of adapters to
+//! the core. The only module that names every adapter.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod daemon;
+mod health;
+pub mod process;
+mod wiring;
+
+pub use daemon::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopHandle};
+pub use health::AdapterStates;

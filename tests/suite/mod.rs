@@ -1,0 +1,1 @@
+//! One user-visible behaviour per file.

@@ -1,0 +1,2 @@
+//! Test harness: twins of every external peer, each a real server on 127.0.0.1:0.
+//! Nothing in `src/` imports this; everything here may import anything.
