@@ -3,3 +3,6 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod control;
+pub mod claude;
+pub mod codex;
+pub mod opencode;

@@ -1,1 +1,3 @@
 //! One user-visible behaviour per file.
+mod queue_basics;
+mod protocol_schema;
