@@ -6,3 +6,4 @@ pub mod control;
 pub mod claude;
 pub mod codex;
 pub mod opencode;
+pub mod process;

@@ -631,7 +631,7 @@ fn check_disk(loaded: &Loaded, r: &mut Report) {
     }
     match nix::sys::statvfs::statvfs(&dir) {
         Ok(st) => {
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let free = st.blocks_available() * st.fragment_size();
             if free < DISK_FAIL_BYTES {
                 r.fail(
                     "disk",

@@ -80,7 +80,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up or change the configuration (interactive on a terminal, or fully by flags).
-    Init(init::InitArgs),
+    Init(Box<init::InitArgs>),
     /// Run kimaki in the foreground until stopped (SIGTERM/SIGINT stop it gracefully).
     Start(start::StartArgs),
     /// Check the installation and configuration; prints every problem with a fix.
@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Version(args) => version::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Init(args) => with_config(&cli.global, env, |loaded| {
-            init::run(&cli.global, args, loaded)
+            init::run(&cli.global, *args, loaded)
         }),
         Command::Start(args) => with_config(&cli.global, env, |loaded| {
             start::run(&cli.global, args, loaded)

@@ -85,6 +85,11 @@ pub struct NewJob {
     /// Free-form metadata for sinks (author name, message id, …).
     #[serde(default)]
     pub meta: serde_json::Map<String, serde_json::Value>,
+    /// Accepted and durable, but not to be started until `JobQueue::release` (a mesh job waits
+    /// until the coordinator confirmed it, so it can never run on two agents). A held job keeps
+    /// its place and blocks its lane.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// An accepted job as stored.
@@ -180,6 +185,9 @@ pub struct JobRecord {
     /// Why it ended, for terminal states.
     #[serde(default)]
     pub reason: Option<String>,
+    /// See `NewJob::held`.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// A lane's persisted state: which runner session it continues and its per-lane choices.

@@ -6,23 +6,27 @@
 pub mod clock;
 pub mod dispatch;
 pub mod events;
+pub mod health;
 pub mod ids;
 pub mod interactions;
 pub mod job;
 pub mod queue;
 pub mod runner;
+pub mod workspaces;
 
 pub use dispatch::{DispatchOptions, Dispatcher, RunnerSet};
 pub use events::{
     CancelReason, EventBus, EventKind, Failure, FailureKind, JobEvent, Outcome, StoredEvent,
     Subscription,
 };
+pub use health::{ComponentStatus, Health};
 pub use ids::{JobId, LaneId, RequestId, RunnerId};
 pub use job::{
     Attachment, EnqueueMode, Job, JobRecord, JobSource, JobState, LaneRecord, NewJob,
     PermissionPolicy, ReplyTo,
 };
 pub use queue::{AnswerOutcome, CancelOutcome, Enqueued, JobQueue, QueueError, Recovery};
+pub use workspaces::{Workspace, WorkspaceError, Workspaces};
 pub use runner::{
     CancelSignal, Control, EventEmitter, RunContext, RunRequest, RunSummary, Runner, RunnerError,
     RunnerInfo,

@@ -175,6 +175,7 @@ impl JobQueue {
             created_at: now,
         };
         let front = mode == EnqueueMode::Interrupt;
+        let held = new.held;
         let order = store.next_id()?;
         let position = self.waiting_ahead(&job.lane, front, order)?;
         let record = JobRecord {
@@ -185,6 +186,7 @@ impl JobQueue {
             last_seq: 1,
             updated_at: now,
             reason: None,
+            held,
         };
 
         let mut batch = Batch::new();
@@ -387,6 +389,26 @@ impl JobQueue {
         }
     }
 
+    /// Lets a held job run. Returns `false` if it is no longer waiting.
+    pub async fn release(&self, id: &JobId) -> Result<bool> {
+        let _guard = self.inner.transitions.lock().await;
+        let Some(mut record) = self.get(id)? else {
+            return Err(QueueError::UnknownJob(id.clone()));
+        };
+        if record.state != JobState::Queued {
+            return Ok(false);
+        }
+        if record.held {
+            record.held = false;
+            record.updated_at = now_ms();
+            let mut batch = Batch::new();
+            batch.put(Tree::Jobs, id.as_str(), &record)?;
+            self.inner.store.commit(batch).await?;
+            self.inner.wake.notify_one();
+        }
+        Ok(true)
+    }
+
     /// Removes every queued job of a lane without running it; returns how many.
     pub async fn clear_lane(&self, lane: &LaneId) -> Result<usize> {
         let _guard = self.inner.transitions.lock().await;
@@ -524,6 +546,7 @@ impl JobQueue {
             timeout_ms: asked.job.timeout_ms,
             reply_to: asked.job.reply_to.clone(),
             meta,
+            held: false,
         };
         let enq = self.enqueue(new, EnqueueMode::Queue).await?;
         Ok(AnswerOutcome::Continued(enq.record.job.id))
@@ -629,6 +652,8 @@ impl JobQueue {
             }
             let id = JobId::new(String::from_utf8_lossy(&id).into_owned());
             match self.get(&id)? {
+                // A held job keeps its lane waiting until it is released.
+                Some(r) if r.state == JobState::Queued && r.held => {}
                 Some(r) if r.state == JobState::Queued => heads.push(r),
                 // A dangling queue entry (the job finished some other way): drop it.
                 _ => {
@@ -654,7 +679,7 @@ impl JobQueue {
         let Some(current) = self.get(&record.job.id)? else {
             return Ok(None);
         };
-        if current.state != JobState::Queued {
+        if current.state != JobState::Queued || current.held {
             return Ok(None);
         }
         record = current;

@@ -163,6 +163,9 @@ pub trait Runner: Send + Sync + 'static {
     async fn shutdown(&self) {}
 }
 
+/// Runs once, when the runner reports `Started`.
+type StartedHook = Box<dyn FnOnce(&EventKind) + Send>;
+
 /// Writes a job's events: numbers them, persists them, broadcasts them, and records pending
 /// interactions. Store failures are remembered and fail the job at the end instead of being
 /// surfaced to every runner call.
@@ -179,7 +182,7 @@ struct EmitterInner {
     started: AtomicBool,
     store_error: Mutex<Option<String>>,
     /// Called (synchronously) after the `Started` event is stored.
-    on_started: Mutex<Option<Box<dyn FnOnce(&EventKind) + Send>>>,
+    on_started: Mutex<Option<StartedHook>>,
 }
 
 impl EventEmitter {

@@ -9,12 +9,11 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::health::AdapterStates;
 use super::wiring;
 use crate::adapters::control::protocol::{LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
 use crate::config::{keys, Loaded};
-use crate::core::{clock, DispatchOptions, Dispatcher, JobQueue, Runner};
+use crate::core::{clock, DispatchOptions, Dispatcher, Health, JobQueue, Runner};
 use crate::store::{Store, StoreError};
 use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
 
@@ -57,7 +56,7 @@ pub struct ReadyInfo {
 /// A running kimaki.
 pub struct Daemon {
     queue: JobQueue,
-    states: AdapterStates,
+    states: Health,
     stop: CancellationToken,
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -90,7 +89,7 @@ impl Daemon {
             other => DaemonError::StoreTask(other.to_string()),
         })?;
 
-        let states = AdapterStates::default();
+        let states = Health::default();
         let stop = CancellationToken::new();
         let dispatch_stop = CancellationToken::new();
         let control_stop = CancellationToken::new();
@@ -191,7 +190,7 @@ impl Daemon {
         &self.queue
     }
 
-    pub fn states(&self) -> &AdapterStates {
+    pub fn states(&self) -> &Health {
         &self.states
     }
 
@@ -276,7 +275,7 @@ fn request_stop(stop: &CancellationToken, slot: &std::sync::Mutex<Option<String>
 
 struct Handler {
     queue: JobQueue,
-    states: AdapterStates,
+    states: Health,
     stop: CancellationToken,
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
     started_at: i64,

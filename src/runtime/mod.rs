@@ -3,9 +3,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod daemon;
-mod health;
 pub mod process;
 mod wiring;
 
 pub use daemon::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopHandle};
-pub use health::AdapterStates;

@@ -36,13 +36,15 @@ pub enum Tree {
     EventLog,
     /// request id → pending permission or question.
     Interactions,
+    /// workspace id → registered project directory.
+    Workspaces,
     /// Adapter-owned durable maps (mesh outbox, Discord channel ↔ directory, …), keyed by a
     /// namespace prefix the adapter owns.
     Adapter,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 8] = [
+    pub const ALL: [Tree; 9] = [
         Tree::Meta,
         Tree::Jobs,
         Tree::LaneQueue,
@@ -50,6 +52,7 @@ impl Tree {
         Tree::Events,
         Tree::EventLog,
         Tree::Interactions,
+        Tree::Workspaces,
         Tree::Adapter,
     ];
 
@@ -62,6 +65,7 @@ impl Tree {
             Tree::Events => "events",
             Tree::EventLog => "event_log",
             Tree::Interactions => "interactions",
+            Tree::Workspaces => "workspaces",
             Tree::Adapter => "adapter",
         }
     }
@@ -75,7 +79,8 @@ impl Tree {
             Tree::Events => 4,
             Tree::EventLog => 5,
             Tree::Interactions => 6,
-            Tree::Adapter => 7,
+            Tree::Workspaces => 7,
+            Tree::Adapter => 8,
         }
     }
 }

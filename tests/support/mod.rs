@@ -4,3 +4,5 @@
 pub mod echo_runner;
 pub mod queue_harness;
 pub mod runner_contract;
+pub mod fake_llm;
+pub mod runner_bins;

@@ -132,6 +132,7 @@ pub fn new_job(lane: &str, runner: &str, workspace: &Path, prompt: &str) -> NewJ
         timeout_ms: None,
         reply_to: None,
         meta: Default::default(),
+        held: false,
     }
 }
 

@@ -68,16 +68,7 @@ impl Response {
 }
 
 /// One adapter's health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterStatus {
-    pub name: String,
-    /// `starting`, `running`, `connecting`, `backoff`, `stopped`, `failed`, `disabled`, …
-    pub state: String,
-    /// Unix milliseconds of the last state change.
-    pub since: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+pub type AdapterStatus = crate::core::ComponentStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneStatus {
