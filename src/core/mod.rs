@@ -26,8 +26,8 @@ pub use job::{
     PermissionPolicy, ReplyTo,
 };
 pub use queue::{AnswerOutcome, CancelOutcome, Enqueued, JobQueue, QueueError, Recovery};
-pub use workspaces::{Workspace, WorkspaceError, Workspaces};
 pub use runner::{
     CancelSignal, Control, EventEmitter, RunContext, RunRequest, RunSummary, Runner, RunnerError,
     RunnerInfo,
 };
+pub use workspaces::{Workspace, WorkspaceError, Workspaces};

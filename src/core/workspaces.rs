@@ -194,10 +194,7 @@ mod tests {
             Err(WorkspaceError::NotADirectory(_))
         ));
         assert_eq!(ws.find("a").unwrap().unwrap().id, added.id);
-        assert_eq!(
-            ws.containing(&a.join("sub")).unwrap().unwrap().id,
-            added.id
-        );
+        assert_eq!(ws.containing(&a.join("sub")).unwrap().unwrap().id, added.id);
         ws.remove(&added.id).await.unwrap();
         assert!(ws.list().unwrap().is_empty());
     }

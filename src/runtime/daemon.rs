@@ -152,6 +152,12 @@ impl Daemon {
             interrupted: recovery.interrupted.len(),
             local_only,
         };
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            queued = recovery.queued,
+            interrupted = recovery.interrupted.len(),
+            "kimaki is ready."
+        );
         lifecycle.emit(&Lifecycle::Ready {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION"),
@@ -161,12 +167,6 @@ impl Daemon {
             app_id: None,
             guild_ids: Vec::new(),
         });
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            queued = recovery.queued,
-            interrupted = recovery.interrupted.len(),
-            "kimaki is ready."
-        );
         Ok(Self {
             queue,
             states,

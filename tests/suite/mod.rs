@@ -2,3 +2,7 @@
 mod queue_basics;
 mod protocol_schema;
 mod fake_llm_against_real_clis;
+mod cli_doctor;
+mod cli_init_and_config;
+mod cli_lifecycle;
+mod cli_secrets;

@@ -16,8 +16,14 @@ const T: Duration = Duration::from_secs(10);
 async fn a_job_runs_and_its_text_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 2)]).await;
-    let job = h.enqueue(new_job("cli:a", "echo", dir.path(), "hello")).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 2)],
+    )
+    .await;
+    let job = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "hello"))
+        .await;
     let events = h.wait_finished(&job, T).await;
     assert_event_contract(&events);
     assert_eq!(outcome(&events), Outcome::Succeeded);
@@ -30,10 +36,18 @@ async fn a_job_runs_and_its_text_comes_back() {
 async fn lanes_are_fifo_and_continue_the_same_session() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 4)]).await;
-    let a = h.enqueue(new_job("cli:a", "echo", dir.path(), "sleep:200 one")).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 4)],
+    )
+    .await;
+    let a = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "sleep:200 one"))
+        .await;
     let b = h.enqueue(new_job("cli:a", "echo", dir.path(), "two")).await;
-    let c = h.enqueue(new_job("cli:a", "echo", dir.path(), "three")).await;
+    let c = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "three"))
+        .await;
     for j in [&a, &b, &c] {
         assert_eq!(outcome(&h.wait_finished(j, T).await), Outcome::Succeeded);
     }
@@ -43,12 +57,17 @@ async fn lanes_are_fifo_and_continue_the_same_session() {
         .iter()
         .map(|j| {
             h.events(j).iter().find_map(|e| match &e.kind {
-                EventKind::Started { runner_session_id, .. } => runner_session_id.clone(),
+                EventKind::Started {
+                    runner_session_id, ..
+                } => runner_session_id.clone(),
                 _ => None,
             })
         })
         .collect();
-    assert_eq!(sessions[0], sessions[1], "the second prompt continues the session");
+    assert_eq!(
+        sessions[0], sessions[1],
+        "the second prompt continues the session"
+    );
     assert_eq!(sessions[1], sessions[2]);
     h.shutdown().await;
 }
@@ -57,19 +76,32 @@ async fn lanes_are_fifo_and_continue_the_same_session() {
 async fn lanes_run_in_parallel_up_to_the_runner_limit() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 2)]).await;
-    let jobs: Vec<_> = futures_util::future::join_all(
-        (0..3).map(|i| h.enqueue(new_job(&format!("cli:{i}"), "echo", dir.path(), "sleep:5000"))),
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 2)],
     )
+    .await;
+    let jobs: Vec<_> = futures_util::future::join_all((0..3).map(|i| {
+        h.enqueue(new_job(
+            &format!("cli:{i}"),
+            "echo",
+            dir.path(),
+            "sleep:5000",
+        ))
+    }))
     .await;
     // Two start; the third waits for a slot.
     for j in &jobs[..2] {
-        h.wait_event(j, T, |k| matches!(k, EventKind::Started { .. })).await;
+        h.wait_event(j, T, |k| matches!(k, EventKind::Started { .. }))
+            .await;
     }
     assert_eq!(h.queue.active_jobs().len(), 2);
     assert_eq!(h.queue.queued_total(), 1);
     for j in &jobs {
-        h.queue.cancel(j, kimaki::core::CancelReason::User).await.unwrap();
+        h.queue
+            .cancel(j, kimaki::core::CancelReason::User)
+            .await
+            .unwrap();
     }
     for j in &jobs {
         assert_eq!(outcome(&h.wait_finished(j, T).await), Outcome::Cancelled);
@@ -81,20 +113,46 @@ async fn lanes_run_in_parallel_up_to_the_runner_limit() {
 async fn interrupt_stops_the_running_job_and_keeps_both_prompts() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 2)]).await;
-    let first = h.enqueue(new_job("discord:t1", "echo", dir.path(), "sleep:30000 first")).await;
-    h.wait_event(&first, T, |k| matches!(k, EventKind::Started { .. })).await;
-    let queued = h.enqueue(new_job("discord:t1", "echo", dir.path(), "queued one")).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 2)],
+    )
+    .await;
+    let first = h
+        .enqueue(new_job(
+            "discord:t1",
+            "echo",
+            dir.path(),
+            "sleep:30000 first",
+        ))
+        .await;
+    h.wait_event(&first, T, |k| matches!(k, EventKind::Started { .. }))
+        .await;
+    let queued = h
+        .enqueue(new_job("discord:t1", "echo", dir.path(), "queued one"))
+        .await;
     let second = h
-        .enqueue_mode(new_job("discord:t1", "echo", dir.path(), "second"), EnqueueMode::Interrupt)
+        .enqueue_mode(
+            new_job("discord:t1", "echo", dir.path(), "second"),
+            EnqueueMode::Interrupt,
+        )
         .await;
     let first_events = h.wait_finished(&first, T).await;
     assert_eq!(outcome(&first_events), Outcome::Interrupted);
     assert_event_contract(&first_events);
-    assert_eq!(outcome(&h.wait_finished(&second, T).await), Outcome::Succeeded);
-    assert_eq!(outcome(&h.wait_finished(&queued, T).await), Outcome::Succeeded);
+    assert_eq!(
+        outcome(&h.wait_finished(&second, T).await),
+        Outcome::Succeeded
+    );
+    assert_eq!(
+        outcome(&h.wait_finished(&queued, T).await),
+        Outcome::Succeeded
+    );
     // The interrupting message ran next, ahead of the queued one; nothing was dropped.
-    assert_eq!(echo.prompts(), vec!["sleep:30000 first", "second", "queued one"]);
+    assert_eq!(
+        echo.prompts(),
+        vec!["sleep:30000 first", "second", "queued one"]
+    );
     h.shutdown().await;
 }
 
@@ -102,19 +160,35 @@ async fn interrupt_stops_the_running_job_and_keeps_both_prompts() {
 async fn cancel_dequeues_a_waiting_job_and_stops_a_running_one() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 1)]).await;
-    let running = h.enqueue(new_job("cli:a", "echo", dir.path(), "sleep:30000")).await;
-    h.wait_event(&running, T, |k| matches!(k, EventKind::Started { .. })).await;
-    let waiting = h.enqueue(new_job("cli:a", "echo", dir.path(), "never")).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 1)],
+    )
+    .await;
+    let running = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "sleep:30000"))
+        .await;
+    h.wait_event(&running, T, |k| matches!(k, EventKind::Started { .. }))
+        .await;
+    let waiting = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "never"))
+        .await;
     assert_eq!(
-        h.queue.cancel(&waiting, kimaki::core::CancelReason::User).await.unwrap(),
+        h.queue
+            .cancel(&waiting, kimaki::core::CancelReason::User)
+            .await
+            .unwrap(),
         kimaki::core::CancelOutcome::Dequeued
     );
     let w = h.wait_finished(&waiting, T).await;
     assert_eq!(outcome(&w), Outcome::Cancelled);
     assert_event_contract(&w);
     assert_cancel_honoured(&h, &running, Duration::from_secs(2)).await;
-    assert_eq!(echo.prompts(), vec!["sleep:30000"], "the dequeued job never ran");
+    assert_eq!(
+        echo.prompts(),
+        vec!["sleep:30000"],
+        "the dequeued job never ran"
+    );
     h.shutdown().await;
 }
 
@@ -122,17 +196,30 @@ async fn cancel_dequeues_a_waiting_job_and_stops_a_running_one() {
 async fn failures_and_panics_end_the_job_and_free_the_lane() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 1)]).await;
-    let failed = h.enqueue(new_job("cli:a", "echo", dir.path(), "fail")).await;
-    let panicked = h.enqueue(new_job("cli:a", "echo", dir.path(), "panic")).await;
-    let after = h.enqueue(new_job("cli:a", "echo", dir.path(), "still works")).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 1)],
+    )
+    .await;
+    let failed = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "fail"))
+        .await;
+    let panicked = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "panic"))
+        .await;
+    let after = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "still works"))
+        .await;
     let f = h.wait_finished(&failed, T).await;
     assert_eq!(outcome(&f), Outcome::Failed);
     assert_event_contract(&f);
     let p = h.wait_finished(&panicked, T).await;
     assert_eq!(outcome(&p), Outcome::Failed);
     assert_event_contract(&p);
-    assert_eq!(outcome(&h.wait_finished(&after, T).await), Outcome::Succeeded);
+    assert_eq!(
+        outcome(&h.wait_finished(&after, T).await),
+        Outcome::Succeeded
+    );
     h.shutdown().await;
 }
 
@@ -140,19 +227,32 @@ async fn failures_and_panics_end_the_job_and_free_the_lane() {
 async fn unknown_runner_and_missing_directory_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let echo = EchoRunner::new();
-    let h = QueueHarness::start(&dir.path().join("store"), vec![(echo.clone() as Arc<dyn Runner>, 1)]).await;
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 1)],
+    )
+    .await;
     let job = h.enqueue(new_job("cli:a", "nope", dir.path(), "hi")).await;
     let events = h.wait_finished(&job, T).await;
     assert_eq!(outcome(&events), Outcome::Failed);
     match &events.last().unwrap().kind {
         EventKind::Finished { reason, .. } => {
-            assert!(reason.as_deref().unwrap().contains("no runner named `nope`"), "{reason:?}")
+            assert!(
+                reason
+                    .as_deref()
+                    .unwrap()
+                    .contains("no runner named `nope`"),
+                "{reason:?}"
+            )
         }
         _ => unreachable!(),
     }
     let err = h
         .queue
-        .enqueue(new_job("cli:a", "echo", &dir.path().join("missing"), "hi"), EnqueueMode::Queue)
+        .enqueue(
+            new_job("cli:a", "echo", &dir.path().join("missing"), "hi"),
+            EnqueueMode::Queue,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");

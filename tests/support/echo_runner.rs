@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kimaki::core::events::{FailureKind, PermissionDecision, TextStream};
 use kimaki::core::{
-    Control, EventKind, RequestId, RunContext, RunRequest, RunSummary, Runner, RunnerError, RunnerId,
-    RunnerInfo,
+    Control, EventKind, RequestId, RunContext, RunRequest, RunSummary, Runner, RunnerError,
+    RunnerId, RunnerInfo,
 };
 
 #[derive(Default)]
@@ -50,7 +50,10 @@ impl Runner for EchoRunner {
     async fn run(&self, req: RunRequest, mut ctx: RunContext) -> Result<RunSummary, RunnerError> {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         self.prompts.lock().unwrap().push(req.prompt.clone());
-        let session = req.session.clone().unwrap_or_else(|| format!("echo-session-{n}"));
+        let session = req
+            .session
+            .clone()
+            .unwrap_or_else(|| format!("echo-session-{n}"));
         ctx.emit(EventKind::Started {
             runner: "echo".into(),
             runner_version: Some("1".into()),
@@ -58,14 +61,21 @@ impl Runner for EchoRunner {
             pid: None,
         });
         let prompt = req.prompt.trim();
-        if let Some(ms) = prompt.strip_prefix("sleep:").and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(ms) = prompt
+            .strip_prefix("sleep:")
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
                 _ = ctx.cancel.cancelled() => return Err(RunnerError::cancelled(Some(session))),
             }
         }
         if prompt == "fail" {
-            return Err(RunnerError::failed(FailureKind::Api, "echo was told to fail").with_session(Some(session)));
+            return Err(
+                RunnerError::failed(FailureKind::Api, "echo was told to fail")
+                    .with_session(Some(session)),
+            );
         }
         if prompt == "panic" {
             panic!("echo was told to panic");
@@ -84,16 +94,39 @@ impl Runner for EchoRunner {
                 _ = ctx.cancel.cancelled() => return Err(RunnerError::cancelled(Some(session))),
             };
             let text = match decision {
-                Some(Control::Permission { decision: PermissionDecision::Reject, .. }) => "denied",
+                Some(Control::Permission {
+                    decision: PermissionDecision::Reject,
+                    ..
+                }) => "denied",
                 Some(Control::Permission { .. }) => "allowed",
                 _ => "no answer",
             };
-            ctx.emit(EventKind::TextPart { part_id: "p1".into(), stream: TextStream::Assistant, text: text.into() });
-            return Ok(RunSummary { summary: Some(text.into()), runner_session_id: Some(session), exit_code: None });
+            ctx.emit(EventKind::TextPart {
+                part_id: "p1".into(),
+                stream: TextStream::Assistant,
+                text: text.into(),
+            });
+            return Ok(RunSummary {
+                summary: Some(text.into()),
+                runner_session_id: Some(session),
+                exit_code: None,
+            });
         }
         let text = format!("echo: {prompt}");
-        ctx.emit(EventKind::TextDelta { part_id: "p1".into(), stream: TextStream::Assistant, delta: text.clone() });
-        ctx.emit(EventKind::TextPart { part_id: "p1".into(), stream: TextStream::Assistant, text: text.clone() });
-        Ok(RunSummary { summary: Some(text), runner_session_id: Some(session), exit_code: None })
+        ctx.emit(EventKind::TextDelta {
+            part_id: "p1".into(),
+            stream: TextStream::Assistant,
+            delta: text.clone(),
+        });
+        ctx.emit(EventKind::TextPart {
+            part_id: "p1".into(),
+            stream: TextStream::Assistant,
+            text: text.clone(),
+        });
+        Ok(RunSummary {
+            summary: Some(text),
+            runner_session_id: Some(session),
+            exit_code: None,
+        })
     }
 }

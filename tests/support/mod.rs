@@ -6,3 +6,4 @@ pub mod queue_harness;
 pub mod runner_contract;
 pub mod fake_llm;
 pub mod runner_bins;
+pub mod kimaki_bin;

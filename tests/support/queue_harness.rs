@@ -25,10 +25,14 @@ impl QueueHarness {
     /// A queue over `store_path` (created if needed) with these runners (each with its own
     /// concurrency limit), already recovered and dispatching.
     pub async fn start(store_path: &Path, runners: Vec<(Arc<dyn Runner>, usize)>) -> Self {
-        Self::start_with(store_path, runners, DispatchOptions {
-            cancel_grace: Duration::from_secs(5),
-            drain_grace: Duration::from_secs(5),
-        })
+        Self::start_with(
+            store_path,
+            runners,
+            DispatchOptions {
+                cancel_grace: Duration::from_secs(5),
+                drain_grace: Duration::from_secs(5),
+            },
+        )
         .await
     }
 
@@ -76,7 +80,13 @@ impl QueueHarness {
     }
 
     pub async fn enqueue_mode(&self, job: NewJob, mode: EnqueueMode) -> JobId {
-        self.queue.enqueue(job, mode).await.expect("enqueue").record.job.id
+        self.queue
+            .enqueue(job, mode)
+            .await
+            .expect("enqueue")
+            .record
+            .job
+            .id
     }
 
     /// Waits for the first event of `job` matching `pred`.
@@ -150,22 +160,30 @@ pub fn assistant_text(events: &[JobEvent]) -> String {
     let mut parts: Vec<(String, String)> = Vec::new();
     for e in events {
         match &e.kind {
-            EventKind::TextDelta { part_id, stream: TextStream::Assistant, delta } => {
-                match parts.iter_mut().find(|(p, _)| p == part_id) {
-                    Some((_, t)) => t.push_str(delta),
-                    None => parts.push((part_id.clone(), delta.clone())),
-                }
-            }
-            EventKind::TextPart { part_id, stream: TextStream::Assistant, text } => {
-                match parts.iter_mut().find(|(p, _)| p == part_id) {
-                    Some((_, t)) => *t = text.clone(),
-                    None => parts.push((part_id.clone(), text.clone())),
-                }
-            }
+            EventKind::TextDelta {
+                part_id,
+                stream: TextStream::Assistant,
+                delta,
+            } => match parts.iter_mut().find(|(p, _)| p == part_id) {
+                Some((_, t)) => t.push_str(delta),
+                None => parts.push((part_id.clone(), delta.clone())),
+            },
+            EventKind::TextPart {
+                part_id,
+                stream: TextStream::Assistant,
+                text,
+            } => match parts.iter_mut().find(|(p, _)| p == part_id) {
+                Some((_, t)) => *t = text.clone(),
+                None => parts.push((part_id.clone(), text.clone())),
+            },
             _ => {}
         }
     }
-    parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join("\n")
+    parts
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn describe(events: &[JobEvent]) -> String {

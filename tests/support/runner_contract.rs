@@ -11,15 +11,30 @@ use super::queue_harness::{describe, QueueHarness};
 pub fn assert_event_contract(events: &[JobEvent]) {
     assert!(!events.is_empty(), "no events");
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.seq, i as u64 + 1, "seq must be contiguous:\n{}", describe(events));
+        assert_eq!(
+            e.seq,
+            i as u64 + 1,
+            "seq must be contiguous:\n{}",
+            describe(events)
+        );
     }
     let terminals = events.iter().filter(|e| e.kind.is_terminal()).count();
-    assert_eq!(terminals, 1, "exactly one terminal event:\n{}", describe(events));
-    assert!(events.last().unwrap().kind.is_terminal(), "terminal event must be last");
+    assert_eq!(
+        terminals,
+        1,
+        "exactly one terminal event:\n{}",
+        describe(events)
+    );
+    assert!(
+        events.last().unwrap().kind.is_terminal(),
+        "terminal event must be last"
+    );
     let first_output = events.iter().position(|e| {
         matches!(
             e.kind,
-            EventKind::TextDelta { .. } | EventKind::TextPart { .. } | EventKind::ToolStarted { .. }
+            EventKind::TextDelta { .. }
+                | EventKind::TextPart { .. }
+                | EventKind::ToolStarted { .. }
         )
     });
     if let Some(out) = first_output {
@@ -27,19 +42,38 @@ pub fn assert_event_contract(events: &[JobEvent]) {
             .iter()
             .position(|e| matches!(e.kind, EventKind::Started { .. }))
             .expect("output without Started");
-        assert!(started < out, "Started must precede output:\n{}", describe(events));
+        assert!(
+            started < out,
+            "Started must precede output:\n{}",
+            describe(events)
+        );
     }
-    if let EventKind::Finished { outcome: Outcome::Failed, error, reason, .. } = &events.last().unwrap().kind {
-        let error = error.as_ref().expect("a failure must carry a classified error");
+    if let EventKind::Finished {
+        outcome: Outcome::Failed,
+        error,
+        reason,
+        ..
+    } = &events.last().unwrap().kind
+    {
+        let error = error
+            .as_ref()
+            .expect("a failure must carry a classified error");
         assert!(!error.message.is_empty());
         assert!(reason.as_deref().is_some_and(|r| !r.is_empty()));
     }
 }
 
 /// Cancels a running job and asserts it ends (as cancelled) within `bound`.
-pub async fn assert_cancel_honoured(h: &QueueHarness, job: &JobId, bound: Duration) -> Vec<JobEvent> {
+pub async fn assert_cancel_honoured(
+    h: &QueueHarness,
+    job: &JobId,
+    bound: Duration,
+) -> Vec<JobEvent> {
     let t0 = Instant::now();
-    h.queue.cancel(job, CancelReason::User).await.expect("cancel");
+    h.queue
+        .cancel(job, CancelReason::User)
+        .await
+        .expect("cancel");
     let events = h.wait_finished(job, bound + Duration::from_secs(10)).await;
     let took = t0.elapsed();
     assert!(took <= bound, "cancel took {took:?} (bound {bound:?})");
