@@ -6,3 +6,4 @@ mod cli_doctor;
 mod cli_init_and_config;
 mod cli_lifecycle;
 mod cli_secrets;
+mod discord_twin_conformance;
