@@ -3,10 +3,13 @@
 //! what kind of problem it was.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backend;
 mod completions;
 mod doctor;
 mod init;
 mod output;
+mod project;
+mod send;
 mod start;
 mod status;
 mod version;
@@ -87,6 +90,10 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Show what the running instance is doing.
     Status(status::StatusArgs),
+    /// Send a prompt to a project or session (queued durably; --wait streams the result).
+    Send(Box<send::SendArgs>),
+    /// Manage the project directories kimaki may work in.
+    Project(project::ProjectArgs),
     /// Print version information.
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -117,6 +124,12 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Status(args) => with_config(&cli.global, env, |loaded| {
             status::run(&cli.global, args, loaded)
+        }),
+        Command::Send(args) => with_config(&cli.global, env, |loaded| {
+            send::run(&cli.global, *args, loaded)
+        }),
+        Command::Project(args) => with_config(&cli.global, env, |loaded| {
+            project::run(&cli.global, args, loaded)
         }),
     };
     match result {

@@ -185,15 +185,18 @@ impl Dispatcher {
                 // Busy: it stays queued; a finishing job wakes us.
                 Some(Err(())) => continue,
                 None => {
+                    let ids = self.runners.ids();
+                    let available = if ids.is_empty() {
+                        "none are available".to_owned()
+                    } else {
+                        format!(
+                            "available: {}",
+                            ids.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    };
                     let reason = format!(
-                        "no runner named `{}` is configured (available: {})",
-                        record.job.runner,
-                        self.runners
-                            .ids()
-                            .iter()
-                            .map(|r| r.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "no runner named `{}` is configured ({available})",
+                        record.job.runner
                     );
                     if let Err(e) = self.queue.reject_queued(record, reason).await {
                         tracing::error!(error = %e, "Cannot fail a job with an unknown runner.");

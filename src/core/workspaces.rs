@@ -4,8 +4,10 @@
 //! machine.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::store::{self, Batch, Store, Tree};
 
@@ -44,15 +46,26 @@ pub enum WorkspaceError {
     Store(#[from] store::StoreError),
 }
 
-/// Store-backed registry; cheap to clone.
+/// Store-backed registry; cheap to clone. Clones share one change revision, so every holder of
+/// a clone sees additions and removals made through any other.
 #[derive(Clone)]
 pub struct Workspaces {
     store: Store,
+    revision: Arc<watch::Sender<u64>>,
 }
 
 impl Workspaces {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            revision: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// A revision that increases whenever a workspace is added or removed through this registry
+    /// (or a clone of it), for sinks that advertise the list (the mesh link).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     pub fn list(&self) -> Result<Vec<Workspace>, WorkspaceError> {
@@ -121,6 +134,7 @@ impl Workspaces {
         let mut batch = Batch::new();
         batch.put(Tree::Workspaces, &ws.id, &ws)?;
         self.store.commit(batch).await?;
+        self.revision.send_modify(|r| *r += 1);
         Ok(ws)
     }
 
@@ -131,6 +145,7 @@ impl Workspaces {
         let mut batch = Batch::new();
         batch.delete(Tree::Workspaces, &ws.id);
         self.store.commit(batch).await?;
+        self.revision.send_modify(|r| *r += 1);
         Ok(ws)
     }
 

@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::wiring;
-use crate::adapters::control::protocol::{LaneStatus, QueueStatus};
+use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
 use crate::config::{keys, Loaded};
-use crate::core::{clock, DispatchOptions, Dispatcher, Health, JobQueue, Runner};
+use crate::core::{clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces};
 use crate::store::{Store, StoreError};
 use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
 
@@ -120,6 +120,9 @@ impl Daemon {
             source,
         })?;
         let handler = Arc::new(Handler {
+            workspaces: Workspaces::new(store.clone()),
+            settings: loaded.settings.clone(),
+            attachments_dir: data_dir.attachments_dir(),
             queue: queue.clone(),
             states: states.clone(),
             stop: stop.clone(),
@@ -275,6 +278,9 @@ fn request_stop(stop: &CancellationToken, slot: &std::sync::Mutex<Option<String>
 
 struct Handler {
     queue: JobQueue,
+    workspaces: Workspaces,
+    settings: crate::config::Settings,
+    attachments_dir: std::path::PathBuf,
     states: Health,
     stop: CancellationToken,
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
@@ -326,5 +332,24 @@ impl ControlHandler for Handler {
 
     async fn shutdown(&self, reason: String) {
         request_stop(&self.stop, &self.stop_reason, &reason);
+    }
+
+    async fn call(&self, call: Call) -> Result<serde_json::Value, CallError> {
+        super::local_calls::handle(
+            call,
+            &self.queue,
+            &self.workspaces,
+            &self.settings,
+            &self.attachments_dir,
+        )
+        .await
+    }
+
+    async fn follow(
+        &self,
+        job_id: String,
+        after_seq: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<serde_json::Value>, CallError> {
+        super::local_calls::follow(&self.queue, JobId::new(job_id), after_seq)
     }
 }

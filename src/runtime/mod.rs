@@ -3,6 +3,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod daemon;
+pub mod intake;
+pub mod local_calls;
 pub mod process;
 mod wiring;
 

@@ -7,3 +7,4 @@ mod cli_init_and_config;
 mod cli_lifecycle;
 mod cli_secrets;
 mod discord_twin_conformance;
+mod architecture;

@@ -44,7 +44,37 @@ impl ControlClient {
         serde_json::from_value(value).map_err(|e| ControlError::Protocol(e.to_string()))
     }
 
-    async fn call_raw(&self, call: Call) -> Result<serde_json::Value, ControlError> {
+    /// Sends a streaming call; `on_item` gets every intermediate result. Returns the last one.
+    /// No overall timeout: the stream lasts as long as the job (connecting is still bounded).
+    pub async fn call_stream(
+        &self,
+        call: Call,
+        mut on_item: impl FnMut(serde_json::Value),
+    ) -> Result<serde_json::Value, ControlError> {
+        let (mut reader, _write) = tokio::time::timeout(self.timeout, self.open(call))
+            .await
+            .map_err(|_| ControlError::Timeout(self.timeout))??;
+        loop {
+            let resp = self.read_reply(&mut reader).await?;
+            let more = resp.more;
+            let value = self.result_of(resp)?;
+            if !more {
+                return Ok(value);
+            }
+            on_item(value);
+        }
+    }
+
+    async fn open(
+        &self,
+        call: Call,
+    ) -> Result<
+        (
+            BufReader<tokio::net::unix::OwnedReadHalf>,
+            tokio::net::unix::OwnedWriteHalf,
+        ),
+        ControlError,
+    > {
         let io = |e: std::io::Error| ControlError::Io {
             path: self.path.clone(),
             detail: e.to_string(),
@@ -67,17 +97,28 @@ impl ControlClient {
             serde_json::to_vec(&req).map_err(|e| ControlError::Protocol(e.to_string()))?;
         bytes.push(b'\n');
         write.write_all(&bytes).await.map_err(io)?;
-        let mut reader = BufReader::new(read);
+        Ok((BufReader::new(read), write))
+    }
+
+    async fn read_reply(
+        &self,
+        reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    ) -> Result<Response, ControlError> {
         let mut line = String::new();
-        let n = reader.read_line(&mut line).await.map_err(io)?;
+        let n = reader.read_line(&mut line).await.map_err(|e| ControlError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })?;
         if n == 0 {
             return Err(ControlError::Io {
                 path: self.path.clone(),
                 detail: "connection closed without a reply".to_owned(),
             });
         }
-        let resp: Response =
-            serde_json::from_str(&line).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        serde_json::from_str(&line).map_err(|e| ControlError::Protocol(e.to_string()))
+    }
+
+    fn result_of(&self, resp: Response) -> Result<serde_json::Value, ControlError> {
         if resp.ok {
             Ok(resp.result.unwrap_or(serde_json::Value::Null))
         } else {
@@ -90,5 +131,11 @@ impl ControlClient {
                 message: err.message,
             })
         }
+    }
+
+    async fn call_raw(&self, call: Call) -> Result<serde_json::Value, ControlError> {
+        let (mut reader, _write) = self.open(call).await?;
+        let resp = self.read_reply(&mut reader).await?;
+        self.result_of(resp)
     }
 }

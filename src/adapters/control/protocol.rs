@@ -2,6 +2,8 @@
 //! `id`. Replies to streaming calls (`follow`) are several lines with the same id, the last one
 //! carrying `"done": true`.
 
+use std::path::PathBuf;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +27,83 @@ pub enum Call {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Enqueue a prompt; answers with a `SendReceipt` once it is durable.
+    Send(SendRequest),
+    /// Stream a job's events after `after_seq` (several replies; the last has `more: false`).
+    Follow {
+        job_id: String,
+        #[serde(default)]
+        after_seq: u64,
+    },
+    /// Stop a job (queued: it never runs; running: it is cancelled).
+    Cancel { job_id: String },
+    /// Register a project directory.
+    ProjectAdd {
+        path: String,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    ProjectList,
+    /// Forget a project (by id, name or path); its files are untouched.
+    ProjectRemove { key: String },
 }
+
+/// Where a prompt goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendTarget {
+    /// A new session in a registered project (by directory, name or id).
+    Project(String),
+    /// An existing session (lane), e.g. one a previous `send` printed.
+    Session(String),
+}
+
+/// A prompt from a local client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub target: SendTarget,
+    pub prompt: String,
+    /// Absolute paths of files to attach.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    #[serde(default)]
+    pub runner: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Interrupt a running job in the session instead of queueing behind it.
+    #[serde(default)]
+    pub interrupt: bool,
+    #[serde(default)]
+    pub source: Option<crate::core::JobSource>,
+}
+
+/// What the client is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendReceipt {
+    pub job_id: String,
+    pub lane: String,
+    pub workspace: String,
+    pub position: u32,
+}
+
+impl SendRequest {
+    /// A plain prompt to a project.
+    pub fn to_project(project: &str, prompt: &str) -> Self {
+        Self {
+            target: SendTarget::Project(project.to_owned()),
+            prompt: prompt.to_owned(),
+            files: Vec::new(),
+            runner: None,
+            model: None,
+            agent: None,
+            interrupt: false,
+            source: None,
+        }
+    }
+}
+
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -38,6 +116,9 @@ pub struct ErrorBody {
 pub struct Response {
     pub id: u64,
     pub ok: bool,
+    /// More replies to the same request follow (streaming calls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +130,7 @@ impl Response {
         Self {
             id,
             ok: true,
+            more: false,
             result: Some(result),
             error: None,
         }
@@ -58,6 +140,7 @@ impl Response {
         Self {
             id,
             ok: false,
+            more: false,
             result: None,
             error: Some(ErrorBody {
                 code: code.to_owned(),
@@ -100,9 +183,33 @@ pub struct StatusReport {
     pub rss_bytes: Option<u64>,
 }
 
+/// A failed call, as the socket reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CallError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 /// What the daemon behind the socket must provide.
 #[async_trait]
 pub trait ControlHandler: Send + Sync + 'static {
     async fn status(&self) -> StatusReport;
     async fn shutdown(&self, reason: String);
+    /// Any call other than status/shutdown/follow, answered with one JSON value.
+    async fn call(&self, call: Call) -> Result<serde_json::Value, CallError>;
+    /// Events of a job after `after_seq`, until its `Finished` event (then the channel closes).
+    async fn follow(
+        &self,
+        job_id: String,
+        after_seq: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<serde_json::Value>, CallError>;
 }

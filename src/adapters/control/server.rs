@@ -104,18 +104,69 @@ async fn serve_connection(
                 return;
             }
         }
-        let reply = match serde_json::from_slice::<Request>(&line) {
-            Ok(req) => handle(req, &*handler).await,
+        let req = match serde_json::from_slice::<Request>(&line) {
+            Ok(req) => req,
             Err(e) => {
                 let id = serde_json::from_slice::<serde_json::Value>(&line)
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                     .unwrap_or(0);
-                Response::err(id, "bad_request", format!("cannot parse the request: {e}"))
+                let reply =
+                    Response::err(id, "bad_request", format!("cannot parse the request: {e}"));
+                if write_reply(&mut write, &reply).await.is_err() {
+                    return;
+                }
+                continue;
             }
         };
+        if let Call::Follow { job_id, after_seq } = req.call {
+            if stream_follow(req.id, job_id, after_seq, &*handler, &mut write, &shutdown)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let reply = handle(req, &*handler).await;
         if write_reply(&mut write, &reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Writes each event as its own reply (`more: true`), then a final reply.
+async fn stream_follow<W: tokio::io::AsyncWrite + Unpin>(
+    id: u64,
+    job_id: String,
+    after_seq: u64,
+    handler: &dyn ControlHandler,
+    write: &mut W,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut rx = match handler.follow(job_id, after_seq).await {
+        Ok(rx) => rx,
+        Err(e) => return write_reply(write, &Response::err(id, e.code, e.message)).await,
+    };
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            ev = rx.recv() => ev,
+        };
+        match next {
+            Some(event) => {
+                let mut reply = Response::ok(id, event);
+                reply.more = true;
+                write_reply(write, &reply).await?;
+            }
+            None => {
+                let done = if shutdown.is_cancelled() {
+                    Response::err(id, "unavailable", "kimaki is shutting down")
+                } else {
+                    Response::ok(id, serde_json::json!({"done": true}))
+                };
+                return write_reply(write, &done).await;
+            }
         }
     }
 }
@@ -132,6 +183,10 @@ async fn handle(req: Request, handler: &dyn ControlHandler) -> Response {
                 .await;
             Response::ok(req.id, serde_json::json!({"stopping": true}))
         }
+        other => match handler.call(other).await {
+            Ok(v) => Response::ok(req.id, v),
+            Err(e) => Response::err(req.id, e.code, e.message),
+        },
     }
 }
 

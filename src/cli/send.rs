@@ -1,0 +1,268 @@
+//! `kimaki send`: enqueue a prompt straight into the shared queue (through the control socket, or
+//! into the store when kimaki is not running, to be picked up at start). `--wait` streams the
+//! result and exits non-zero unless the job succeeded, so CI jobs can use it.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::backend::{control_failure, Backend};
+use super::output::{exit, print_json, Failure};
+use super::GlobalArgs;
+use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
+use crate::adapters::control::{Call, ControlClient, ControlError};
+use crate::config::Loaded;
+use crate::core::events::{Outcome, TextStream};
+use crate::core::{EventKind, JobEvent};
+use crate::runtime::intake;
+
+/// How often `--wait` looks for a kimaki that is not running (yet).
+const WAIT_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kimaki send --project ~/code/api --prompt \"Fix the failing test in auth.rs\"
+  kimaki send --project api --prompt - < task.md --wait          prompt from stdin; wait for the result
+  kimaki send --session cli:01JD… --prompt \"Now add a test\"        continue that session
+  kimaki send --project api --prompt \"Summarize\" --wait --json   events as JSON lines
+
+Exit status with --wait: 0 when the job succeeded, 1 otherwise. Without --wait the job is queued
+and the command returns at once (also when kimaki is not running: it runs at the next start).")]
+pub struct SendArgs {
+    /// A registered project (its directory, name or id): starts a new session there.
+    #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+    pub project: Option<String>,
+    /// Continue an existing session (the one a previous `send` printed).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// The prompt; `-` reads it from stdin.
+    #[arg(short, long)]
+    pub prompt: String,
+    /// Attach a file (repeatable); it is copied, so it may change afterwards.
+    #[arg(long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Runner for this prompt (default: the session's, else KIMAKI_RUNNER).
+    #[arg(long)]
+    pub runner: Option<String>,
+    /// Model for this prompt.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Agent for this prompt.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Stop the session's running job and run this one next (default: queue behind it).
+    #[arg(long)]
+    pub interrupt: bool,
+    /// Stream the result; exit 0 only if the job succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait, give up waiting after this many seconds (the job itself keeps going).
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub timeout: Option<u64>,
+    /// Print JSON (with --wait: one event per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, Failure> {
+    let prompt = if args.prompt == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::new(exit::USAGE, format!("cannot read the prompt from stdin: {e}")))?;
+        s
+    } else {
+        args.prompt.clone()
+    };
+    let target = match (&args.project, &args.session) {
+        (Some(p), _) => SendTarget::Project(absolute_if_path(p)),
+        (None, Some(s)) => SendTarget::Session(s.clone()),
+        (None, None) => return Err(Failure::new(exit::USAGE, "give --project or --session")),
+    };
+    let mut files = Vec::new();
+    for f in &args.files {
+        files.push(std::path::absolute(f).map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", f.display())))?);
+    }
+    let req = SendRequest {
+        target,
+        prompt,
+        files,
+        runner: args.runner.clone(),
+        model: args.model.clone(),
+        agent: args.agent.clone(),
+        interrupt: args.interrupt,
+        source: None,
+    };
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let receipt = {
+            let backend = Backend::connect(&loaded).await?;
+            match &backend {
+                Backend::Daemon(c) => c.call::<SendReceipt>(Call::Send(req)).await.map_err(control_failure)?,
+                Backend::Direct(d) => intake::send(
+                    &d.queue,
+                    &d.workspaces,
+                    &loaded.settings,
+                    &loaded.data_dir.attachments_dir(),
+                    req,
+                )
+                .await
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+            }
+            // The backend (and with it any lock on the store) is released here, before waiting.
+        };
+        if !args.wait {
+            if args.json {
+                print_json(&receipt)?;
+            } else {
+                let when = if receipt.position == 0 {
+                    "it runs now".to_owned()
+                } else {
+                    format!("{} ahead of it", receipt.position)
+                };
+                println!("Queued {} in session {} ({when}).", receipt.job_id, receipt.lane);
+                println!("Continue this session: kimaki send --session {} --prompt …", receipt.lane);
+            }
+            return Ok(exit::OK);
+        }
+        if !args.json {
+            eprintln!("Job {} in session {} ({})", receipt.job_id, receipt.lane, receipt.workspace);
+        }
+        wait_for(&loaded, &receipt, args.json, args.timeout.map(Duration::from_secs)).await
+    })
+}
+
+/// `--project .` means the current directory; names and ids pass through.
+fn absolute_if_path(p: &str) -> String {
+    let path = std::path::Path::new(p);
+    if path.exists() {
+        if let Ok(abs) = std::fs::canonicalize(path) {
+            return abs.display().to_string();
+        }
+    }
+    p.to_owned()
+}
+
+/// Follows the job until it finishes, reconnecting (and waiting for kimaki to start) as needed;
+/// the per-job sequence number makes the stream resumable without repeats.
+async fn wait_for(loaded: &Loaded, receipt: &SendReceipt, json: bool, limit: Option<Duration>) -> Result<u8, Failure> {
+    let started = Instant::now();
+    let mut render = Render::new(json);
+    let mut announced = false;
+    loop {
+        let client = ControlClient::new(&loaded.data_dir.socket(), super::backend::CALL_TIMEOUT);
+        let call = Call::Follow {
+            job_id: receipt.job_id.clone(),
+            after_seq: render.last_seq,
+        };
+        match client.call_stream(call, |v| render.event(v)).await {
+            Ok(_) if render.finished.is_some() => break,
+            // The daemon stopped before the job finished: wait for it to come back.
+            Ok(_) | Err(ControlError::NotRunning(_)) | Err(ControlError::Io { .. }) | Err(ControlError::Timeout(_)) => {
+                if !announced && !json {
+                    eprintln!("Waiting for kimaki to run the job (start it with `kimaki start`)…");
+                    announced = true;
+                }
+            }
+            Err(ControlError::Refused { code, message }) if code == "unavailable" => {
+                let _ = message;
+            }
+            Err(e) => return Err(control_failure(e)),
+        }
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            return Err(Failure::new(
+                exit::FAILURE,
+                format!("gave up waiting after {}s; job {} keeps its place", started.elapsed().as_secs(), receipt.job_id),
+            ));
+        }
+        tokio::time::sleep(WAIT_RETRY).await;
+    }
+    render.finish();
+    match render.finished {
+        Some((Outcome::Succeeded, _)) => Ok(exit::OK),
+        Some((outcome, reason)) => {
+            if !json {
+                eprintln!("Job {} ended {:?}: {}", receipt.job_id, outcome, reason.unwrap_or_default());
+            }
+            Ok(exit::FAILURE)
+        }
+        None => Ok(exit::FAILURE),
+    }
+}
+
+/// Prints a job's events: assistant text to stdout as it streams, everything else to stderr.
+struct Render {
+    json: bool,
+    last_seq: u64,
+    streamed: HashSet<String>,
+    finished: Option<(Outcome, Option<String>)>,
+    ends_with_newline: bool,
+}
+
+impl Render {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            last_seq: 0,
+            streamed: HashSet::new(),
+            finished: None,
+            ends_with_newline: true,
+        }
+    }
+
+    fn event(&mut self, value: serde_json::Value) {
+        let Ok(ev) = serde_json::from_value::<JobEvent>(value.clone()) else {
+            return;
+        };
+        if ev.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = ev.seq;
+        if let EventKind::Finished { outcome, reason, .. } = &ev.kind {
+            self.finished = Some((*outcome, reason.clone()));
+        }
+        if self.json {
+            println!("{value}");
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        match &ev.kind {
+            EventKind::TextDelta { part_id, stream: TextStream::Assistant, delta } => {
+                self.streamed.insert(part_id.clone());
+                let _ = write!(out, "{delta}");
+                self.ends_with_newline = delta.ends_with('\n');
+            }
+            EventKind::TextPart { part_id, stream: TextStream::Assistant, text } => {
+                if !self.streamed.contains(part_id) {
+                    let _ = writeln!(out, "{text}");
+                    self.ends_with_newline = true;
+                } else if !self.ends_with_newline {
+                    let _ = writeln!(out);
+                    self.ends_with_newline = true;
+                }
+            }
+            EventKind::ToolStarted { name, .. } if std::io::stderr().is_terminal() => {
+                eprintln!("┣ {name}");
+            }
+            EventKind::PermissionRequested { tool, title, .. } => {
+                eprintln!(
+                    "⚠ permission required: {} — answer it in Discord (it stays pending)",
+                    title.clone().unwrap_or_else(|| tool.clone())
+                );
+            }
+            EventKind::Status { message, .. } => eprintln!("⬦ {message}"),
+            _ => {}
+        }
+        let _ = out.flush();
+    }
+
+    fn finish(&mut self) {
+        if !self.json && !self.ends_with_newline {
+            println!();
+        }
+    }
+}

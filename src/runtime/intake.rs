@@ -1,0 +1,157 @@
+//! Turning a local request (`kimaki send`, the control socket, the local API) into a job: target
+//! resolution, defaults from the settings, attachment copies. The daemon and the CLI (when no
+//! daemon runs) share this, so both enqueue exactly the same job.
+
+use std::path::{Path, PathBuf};
+
+use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
+use crate::config::{keys, Settings};
+use crate::core::{
+    Attachment, EnqueueMode, Enqueued, JobQueue, JobSource, LaneId, NewJob, PermissionPolicy,
+    QueueError, RunnerId, WorkspaceError, Workspaces,
+};
+
+/// Largest file `send --file` accepts.
+const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0} is not a registered project; add it with `kimaki project add {0}`")]
+    NotAProject(String),
+    #[error("no session {0}")]
+    UnknownSession(String),
+    #[error("cannot attach {path}: {reason}")]
+    Attachment { path: String, reason: String },
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl SendError {
+    /// A stable code for the control socket.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SendError::NotAProject(_) | SendError::UnknownSession(_) => "not_found",
+            SendError::Attachment { .. } => "bad_request",
+            SendError::Workspace(WorkspaceError::Escapes(_)) => "bad_request",
+            SendError::Workspace(_) => "not_found",
+            SendError::Queue(QueueError::ShuttingDown) => "unavailable",
+            SendError::Queue(QueueError::EmptyPrompt) => "bad_request",
+            SendError::Queue(_) => "internal",
+        }
+    }
+}
+
+/// Resolves, copies attachments, and enqueues. Durable when it returns.
+pub async fn send(
+    queue: &JobQueue,
+    workspaces: &Workspaces,
+    settings: &Settings,
+    attachments_dir: &Path,
+    req: SendRequest,
+) -> Result<SendReceipt, SendError> {
+    let (lane, workspace, lane_runner) = match &req.target {
+        SendTarget::Project(key) => {
+            let ws = workspaces
+                .find(key)?
+                .ok_or_else(|| SendError::NotAProject(key.clone()))?;
+            let lane = LaneId::new(format!("cli:{}", ulid::Ulid::new()));
+            (lane, ws.path, None)
+        }
+        SendTarget::Session(lane) => {
+            let lane = LaneId::new(lane.clone());
+            let record = queue
+                .lane(&lane)?
+                .ok_or_else(|| SendError::UnknownSession(lane.to_string()))?;
+            (lane, record.workspace, Some(record.runner))
+        }
+    };
+    let runner = req
+        .runner
+        .clone()
+        .map(RunnerId::new)
+        .or(lane_runner)
+        .unwrap_or_else(|| RunnerId::new(settings.get(keys::RUNNER)));
+    let model = req
+        .model
+        .clone()
+        .or_else(|| Some(settings.get(keys::MODEL).to_owned()).filter(|m| !m.is_empty()));
+    let agent = req
+        .agent
+        .clone()
+        .or_else(|| Some(settings.get(keys::AGENT).to_owned()).filter(|a| !a.is_empty()));
+    let attachments = copy_attachments(&req.files, attachments_dir)?;
+    let new = NewJob {
+        id: None,
+        lane,
+        source: req.source.unwrap_or(JobSource::Cli),
+        workspace: workspace.clone(),
+        runner,
+        prompt: req.prompt,
+        attachments,
+        model,
+        agent,
+        permission_policy: PermissionPolicy::Ask,
+        timeout_ms: None,
+        reply_to: None,
+        meta: Default::default(),
+        held: false,
+    };
+    let mode = if req.interrupt {
+        EnqueueMode::Interrupt
+    } else {
+        EnqueueMode::Queue
+    };
+    let Enqueued {
+        record, position, ..
+    } = queue.enqueue(new, mode).await?;
+    Ok(SendReceipt {
+        job_id: record.job.id.to_string(),
+        lane: record.job.lane.to_string(),
+        workspace: workspace.display().to_string(),
+        position,
+    })
+}
+
+/// Copies files into the data dir so a queued job still has them if the originals move.
+fn copy_attachments(files: &[PathBuf], dir: &Path) -> Result<Vec<Attachment>, SendError> {
+    let mut out = Vec::new();
+    if files.is_empty() {
+        return Ok(out);
+    }
+    let batch = dir.join(ulid::Ulid::new().to_string());
+    let err = |p: &Path, reason: String| SendError::Attachment {
+        path: p.display().to_string(),
+        reason,
+    };
+    for f in files {
+        let meta = std::fs::metadata(f).map_err(|e| err(f, e.to_string()))?;
+        if !meta.is_file() {
+            return Err(err(f, "not a file".to_owned()));
+        }
+        if meta.len() > MAX_ATTACHMENT_BYTES {
+            return Err(err(
+                f,
+                format!(
+                    "{} bytes is over the {} MiB limit",
+                    meta.len(),
+                    MAX_ATTACHMENT_BYTES / 1024 / 1024
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&batch).map_err(|e| err(&batch, e.to_string()))?;
+        let filename = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".to_owned());
+        let dest = batch.join(&filename);
+        std::fs::copy(f, &dest).map_err(|e| err(f, e.to_string()))?;
+        out.push(Attachment {
+            path: dest,
+            filename,
+            mime: None,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,122 @@
+//! The control socket's calls beyond status/shutdown, answered from the queue and the workspace
+//! registry. The CLI uses the same functions directly on the store when no daemon runs.
+
+use std::path::Path;
+
+use tokio::sync::mpsc;
+
+use super::intake::{self, SendError};
+use crate::adapters::control::protocol::{Call, CallError};
+use crate::config::Settings;
+use crate::core::{CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError, Workspaces};
+
+/// Events buffered towards one `follow` client; a slower client makes the task wait, and the
+/// task reads from the store, so nothing is lost.
+const FOLLOW_BUFFER: usize = 256;
+
+pub async fn handle(
+    call: Call,
+    queue: &JobQueue,
+    workspaces: &Workspaces,
+    settings: &Settings,
+    attachments_dir: &Path,
+) -> Result<serde_json::Value, CallError> {
+    match call {
+        Call::Send(req) => {
+            let receipt = intake::send(queue, workspaces, settings, attachments_dir, req)
+                .await
+                .map_err(send_error)?;
+            to_json(&receipt)
+        }
+        Call::Cancel { job_id } => {
+            let outcome = queue
+                .cancel(&JobId::new(job_id), CancelReason::User)
+                .await
+                .map_err(queue_error)?;
+            let word = match outcome {
+                CancelOutcome::Dequeued => "dequeued",
+                CancelOutcome::Stopping => "stopping",
+                CancelOutcome::AlreadyFinished => "already_finished",
+            };
+            Ok(serde_json::json!({ "status": word }))
+        }
+        Call::ProjectAdd { path, name } => {
+            let ws = workspaces
+                .add(Path::new(&path), name.as_deref())
+                .await
+                .map_err(workspace_error)?;
+            to_json(&ws)
+        }
+        Call::ProjectList => to_json(&workspaces.list().map_err(workspace_error)?),
+        Call::ProjectRemove { key } => to_json(&workspaces.remove(&key).await.map_err(workspace_error)?),
+        Call::Status | Call::Shutdown { .. } | Call::Follow { .. } => Err(CallError::new(
+            "bad_request",
+            "this call is handled by the socket server",
+        )),
+    }
+}
+
+/// A job's events after `after_seq`, from the store first, then live, ending with `Finished`.
+pub fn follow(queue: &JobQueue, job: JobId, after_seq: u64) -> Result<mpsc::Receiver<serde_json::Value>, CallError> {
+    if queue.get(&job).map_err(queue_error)?.is_none() {
+        return Err(CallError::new("not_found", format!("no job {job}")));
+    }
+    let bus = queue.bus().clone();
+    // Subscribe before reading the backlog, so nothing published in between is missed.
+    let head = bus.head().map_err(|e| CallError::new("internal", e.to_string()))?;
+    let mut live = bus.subscribe(head);
+    let backlog = bus
+        .job_events(&job, after_seq)
+        .map_err(|e| CallError::new("internal", e.to_string()))?;
+    let (tx, rx) = mpsc::channel(FOLLOW_BUFFER);
+    tokio::spawn(async move {
+        let mut last = after_seq;
+        for ev in backlog {
+            last = ev.seq;
+            let terminal = ev.kind.is_terminal();
+            if send(&tx, &ev).await.is_err() || terminal {
+                return;
+            }
+        }
+        while let Some(stored) = live.next().await {
+            let ev = &stored.event;
+            if ev.job_id != job || ev.seq <= last {
+                continue;
+            }
+            last = ev.seq;
+            if send(&tx, ev).await.is_err() || ev.kind.is_terminal() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn send(tx: &mpsc::Sender<serde_json::Value>, ev: &crate::core::JobEvent) -> Result<(), ()> {
+    let value = serde_json::to_value(ev).map_err(|_| ())?;
+    tx.send(value).await.map_err(|_| ())
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value, CallError> {
+    serde_json::to_value(v).map_err(|e| CallError::new("internal", e.to_string()))
+}
+
+pub fn send_error(e: SendError) -> CallError {
+    CallError::new(e.code(), e.to_string())
+}
+
+fn queue_error(e: QueueError) -> CallError {
+    match e {
+        QueueError::UnknownJob(_) | QueueError::UnknownRequest(_) => CallError::new("not_found", e.to_string()),
+        QueueError::ShuttingDown => CallError::new("unavailable", e.to_string()),
+        _ => CallError::new("internal", e.to_string()),
+    }
+}
+
+fn workspace_error(e: WorkspaceError) -> CallError {
+    match e {
+        WorkspaceError::Store(_) => CallError::new("internal", e.to_string()),
+        WorkspaceError::Unknown(_) => CallError::new("not_found", e.to_string()),
+        _ => CallError::new("bad_request", e.to_string()),
+    }
+}
