@@ -2,8 +2,10 @@
 //! never on another adapter; `runtime` wires them together.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod control;
 pub mod claude;
 pub mod codex;
+pub mod control;
+pub mod discord;
+pub mod mesh;
 pub mod opencode;
 pub mod process;

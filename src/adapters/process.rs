@@ -17,7 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::config::keys::OWNED_ENV_PREFIXES;
 
 /// Lines in flight between the stdout reader and the runner loop; when the loop falls behind, the
 /// full channel stops the reader, and the pipe then slows the child down instead of memory growing.
@@ -80,6 +79,8 @@ pub struct ChildEnv {
     /// Start from kimaki's own environment (minus `KIMAKI_*` and `MESH_*`, so kimaki's secrets
     /// never reach a child); otherwise start empty.
     pub inherit: bool,
+    /// Inherited variables to drop (kimaki's own; from the settings' environment snapshot).
+    pub remove: Vec<String>,
     /// Set on top, in order (later wins).
     pub vars: Vec<(String, String)>,
 }
@@ -98,14 +99,8 @@ impl std::fmt::Debug for ChildEnv {
 impl ChildEnv {
     fn apply(&self, cmd: &mut Command) {
         if self.inherit {
-            // Only the names are read, to remove them; the values stay where they are.
-            for (name, _) in std::env::vars_os() {
-                let owned = name
-                    .to_str()
-                    .is_some_and(|n| OWNED_ENV_PREFIXES.iter().any(|p| n.starts_with(p)));
-                if owned {
-                    cmd.env_remove(&name);
-                }
+            for name in &self.remove {
+                cmd.env_remove(name);
             }
         } else {
             cmd.env_clear();
@@ -131,6 +126,16 @@ impl ChildEnv {
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Values that must never be shown: a redacting `Debug` keeps them out of logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(pub Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
     }
 }
 
@@ -323,11 +328,7 @@ impl Drop for JsonlProcess {
 
 /// Reads `reader` line by line, parses each as JSON, and sends it on; lines over `max` bytes are
 /// dropped and reported by length. Ends at EOF, on a read error, or when the receiver is gone.
-async fn read_json_lines(
-    reader: impl AsyncRead + Unpin,
-    tx: mpsc::Sender<Line>,
-    max: usize,
-) {
+async fn read_json_lines(reader: impl AsyncRead + Unpin, tx: mpsc::Sender<Line>, max: usize) {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut buf: Vec<u8> = Vec::new();
     // Bytes of the current line dropped because it outgrew `max`.
@@ -457,7 +458,7 @@ pub async fn prune_logs(dir: PathBuf) {
                 logs.push((modified, path));
             }
         }
-        logs.sort_by(|a, b| b.0.cmp(&a.0));
+        logs.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, path) in logs.into_iter().skip(STDERR_LOGS_KEPT) {
             std::fs::remove_file(path)?;
         }
@@ -546,7 +547,7 @@ impl Default for Deadlines {
             // Claude answers `initialize` in ~1.2 s and Codex in ~0.5 s when idle; a loaded
             // 2-core machine is several times slower.
             boot: Duration::from_secs(30),
-            // runners.md §5: long tool runs are normal, ten silent minutes are not.
+            // Long tool runs are normal; ten silent minutes are not.
             no_progress: Duration::from_secs(10 * 60),
             // Both runners end an interrupted turn within ~50 ms; leave room for a busy machine
             // while keeping a cancel well under two seconds.
@@ -558,58 +559,5 @@ impl Default for Deadlines {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_known_values_and_token_prefixes() {
-        let secrets = vec!["hunter22-secret".to_owned(), "ok".to_owned()];
-        let text = "key=hunter22-secret auth: Bearer abcdefgh123 api sk-proj-ABCDEF123 ok";
-        let out = redact(text, &secrets);
-        assert!(!out.contains("hunter22"), "{out}");
-        assert!(!out.contains("abcdefgh123"), "{out}");
-        assert!(!out.contains("ABCDEF123"), "{out}");
-        // Short values are not secrets worth garbling the text for.
-        assert!(out.ends_with(" ok"), "{out}");
-        assert_eq!(redact("risk-free text", &[]), "risk-free text");
-        assert_eq!(redact("a task-sk-abcdefghijk b", &[]), "a task-sk-abcdefghijk b");
-    }
-
-    #[test]
-    fn truncates_on_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
-    }
-
-    #[tokio::test]
-    async fn reads_json_lines_and_drops_overlong_ones() {
-        let input: &[u8] = b"{\"a\":1}\nnot json\n\n{\"big\":\"xxxxxxxxxxxxxxxxxxxx\"}\n{\"b\":2}";
-        let (tx, mut rx) = mpsc::channel(8);
-        read_json_lines(input, tx, 16).await;
-        let mut got = Vec::new();
-        while let Some(l) = rx.recv().await {
-            got.push(l);
-        }
-        assert_eq!(
-            got,
-            vec![
-                Line::Json(serde_json::json!({"a": 1})),
-                Line::Text("not json".into()),
-                Line::TooLong(30),
-                Line::Json(serde_json::json!({"b": 2})),
-            ]
-        );
-    }
-
-    #[test]
-    fn child_env_hides_values_in_debug() {
-        let env = ChildEnv {
-            inherit: false,
-            vars: vec![("API_KEY".into(), "sk-very-secret".into())],
-        };
-        let shown = format!("{env:?}");
-        assert!(shown.contains("API_KEY") && !shown.contains("very-secret"), "{shown}");
-        assert_eq!(env.explicit("API_KEY"), Some("sk-very-secret"));
-        assert_eq!(env.secret_values(), vec!["sk-very-secret".to_owned()]);
-    }
-}
+#[path = "process_tests.rs"]
+mod tests;

@@ -9,6 +9,7 @@ mod doctor;
 mod init;
 mod output;
 mod project;
+mod restart;
 mod send;
 mod start;
 mod status;
@@ -90,6 +91,10 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Show what the running instance is doing.
     Status(status::StatusArgs),
+    /// Restart the running instance in place (same flags; config.env is read again).
+    Restart(restart::RestartArgs),
+    /// Stop the running instance gracefully.
+    Stop(restart::RestartArgs),
     /// Send a prompt to a project or session (queued durably; --wait streams the result).
     Send(Box<send::SendArgs>),
     /// Manage the project directories kimaki may work in.
@@ -124,6 +129,12 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Status(args) => with_config(&cli.global, env, |loaded| {
             status::run(&cli.global, args, loaded)
+        }),
+        Command::Restart(args) => with_config(&cli.global, env, |loaded| {
+            restart::run_restart(&cli.global, args, loaded)
+        }),
+        Command::Stop(args) => with_config(&cli.global, env, |loaded| {
+            restart::run_stop(&cli.global, args, loaded)
         }),
         Command::Send(args) => with_config(&cli.global, env, |loaded| {
             send::run(&cli.global, *args, loaded)

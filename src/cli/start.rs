@@ -91,20 +91,49 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
         tracing::warn!(key = %key, "Unknown kimaki environment variable (ignored); run `kimaki doctor`.");
     }
 
-    rt.block_on(async move {
+    // Captured now: an upgrade may replace the file, and /proc/self/exe would then point at the
+    // deleted original.
+    let exe = std::env::current_exe().map_err(|e| {
+        fail(Failure::new(exit::FAILURE, format!("cannot find kimaki's own executable: {e}")))
+    })?;
+    let request = rt.block_on(async {
+        // Installed before `ready` is announced: a signal that arrives right after it must find
+        // a handler, not the default action (which would kill the process).
+        let signals = Signals::install().map_err(|e| {
+            fail(Failure::new(exit::FAILURE, format!("cannot install signal handlers: {e}")))
+        })?;
         let daemon = Daemon::start(DaemonOptions {
             loaded,
             lock,
             lifecycle,
             extra_runners: Vec::new(),
+            exe: exe.display().to_string(),
         })
         .await
         .map_err(|e| fail(daemon_failure(e)))?;
         print_ready(daemon.ready_info());
-        watch_signals(&daemon);
-        daemon.run_until_stopped().await;
-        Ok(exit::OK)
-    })
+        signals.watch(&daemon);
+        Ok::<_, Failure>(daemon.run_until_stopped().await)
+    })?;
+    // Let every task (and the log writer) finish before replacing or ending the process.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if request.restart {
+        return Err(restart_in_place(&exe));
+    }
+    Ok(exit::OK)
+}
+
+/// Replaces this process with a fresh kimaki started with the same arguments; the pid stays the
+/// same, so service managers keep tracking it. Only returns on failure.
+fn restart_in_place(exe: &std::path::Path) -> Failure {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    tracing::info!(exe = %exe.display(), "Restarting in place.");
+    let err = std::process::Command::new(exe).args(&args).exec();
+    Failure::new(
+        exit::FAILURE,
+        format!("cannot restart {}: {err}", exe.display()),
+    )
 }
 
 fn check_config(loaded: &Loaded) -> Result<(), Failure> {
@@ -234,26 +263,59 @@ fn print_ready(info: &ReadyInfo) {
     eprintln!("  Stop with Ctrl-C (or SIGTERM).");
 }
 
-/// SIGTERM/SIGINT request a graceful stop; a second SIGINT exits at once.
-fn watch_signals(daemon: &Daemon) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let stop = daemon.stop_handle();
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("Cannot install signal handlers.");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => stop.stop("received SIGTERM"),
-            _ = int.recv() => stop.stop("received SIGINT"),
-            _ = stop.stopped() => {}
-        }
-        if int.recv().await.is_some() {
-            eprintln!("Second interrupt: exiting now.");
-            std::process::exit(130);
-        }
-    });
+/// SIGTERM/SIGINT request a graceful stop (a second SIGINT exits at once); SIGUSR2 restarts in
+/// place; SIGUSR1 writes a state dump.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    fn watch(self, daemon: &Daemon) {
+        let Signals {
+            mut term,
+            mut int,
+            mut usr1,
+            mut usr2,
+        } = self;
+        let stop = daemon.stop_handle();
+        let control = daemon.control();
+        let restart = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = usr1.recv() => {
+                        if let Err(e) = control.call(crate::adapters::control::Call::DumpState).await {
+                            tracing::error!(error = %e.message, "State dump failed.");
+                        }
+                    }
+                    Some(()) = usr2.recv() => restart.restart("received SIGUSR2"),
+                    _ = restart.stopped() => return,
+                }
+            }
+        });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => stop.stop("received SIGTERM"),
+                _ = int.recv() => stop.stop("received SIGINT"),
+                _ = stop.stopped() => {}
+            }
+            if int.recv().await.is_some() {
+                eprintln!("Second interrupt: exiting now.");
+                std::process::exit(130);
+            }
+        });
+    }
 }

@@ -114,6 +114,12 @@ pub const ALLOWED_USERS: &str = "KIMAKI_ALLOWED_USERS";
 pub const ALLOWED_ROLES: &str = "KIMAKI_ALLOWED_ROLES";
 pub const ALLOWED_BOTS: &str = "KIMAKI_ALLOWED_BOTS";
 pub const DISCORD_API_URL: &str = "KIMAKI_DISCORD_API_URL";
+pub const VERBOSITY: &str = "KIMAKI_VERBOSITY";
+pub const MENTION_MODE: &str = "KIMAKI_MENTION_MODE";
+pub const SHELL_COMMANDS: &str = "KIMAKI_SHELL_COMMANDS";
+pub const SHELL_TIMEOUT_SECS: &str = "KIMAKI_SHELL_TIMEOUT_SECS";
+pub const SHELL_ROLES: &str = "KIMAKI_SHELL_ROLES";
+pub const PERMISSION_TIMEOUT_MINUTES: &str = "KIMAKI_PERMISSION_TIMEOUT_MINUTES";
 pub const MESH_URL: &str = "MESH_URL";
 pub const MESH_ENDPOINTS: &str = "MESH_ENDPOINTS";
 pub const MESH_TOKEN: &str = "MESH_TOKEN";
@@ -254,6 +260,48 @@ pub const KEYS: &[KeyDef] = &[
         "https://discord.com",
         Kind::Url,
         "Base URL of the Discord API (change only for a proxy or a test server).",
+    ),
+    key(
+        VERBOSITY,
+        Section::Discord,
+        "text-and-essential-tools",
+        Kind::Choice(&["text-only", "text-and-essential-tools", "tools-and-text"]),
+        "How much agent output threads show by default (each channel can change it with /verbosity).",
+    ),
+    key(
+        MENTION_MODE,
+        Section::Discord,
+        "false",
+        Kind::Bool,
+        "Default for new channels: only messages that @mention the bot start a session (/mention-mode changes it).",
+    ),
+    key(
+        SHELL_COMMANDS,
+        Section::Discord,
+        "false",
+        Kind::Bool,
+        "Allow `!command` in project channels and threads: runs `sh -c` in the project directory.",
+    ),
+    key(
+        SHELL_TIMEOUT_SECS,
+        Section::Discord,
+        "10",
+        Kind::Integer { min: 1, max: 600 },
+        "How long a `!command` may run before it is killed.",
+    ),
+    key(
+        SHELL_ROLES,
+        Section::Discord,
+        "",
+        Kind::NameList,
+        "Roles (besides the owner, admins and Manage Server) that may run `!command`.",
+    ),
+    key(
+        PERMISSION_TIMEOUT_MINUTES,
+        Section::Discord,
+        "10",
+        Kind::Integer { min: 1, max: 35791 },
+        "Minutes a permission prompt waits for a click before it is denied automatically.",
     ),
     key(
         MESH_URL,

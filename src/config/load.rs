@@ -81,6 +81,19 @@ impl Env {
     pub fn home(&self) -> Option<&str> {
         self.get("HOME")
     }
+
+    /// Names of kimaki's own variables (`KIMAKI_*`, `MESH_*`): child processes never get them,
+    /// so kimaki's secrets stay in kimaki.
+    pub fn owned_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .keys()
+            .filter(|k| keys::OWNED_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
 }
 
 /// The layers one resolution reads.

@@ -41,6 +41,8 @@ pub struct DaemonOptions {
     pub lifecycle: LifecycleOut,
     /// Runners beyond the built-in ones (tests and benchmarks add an in-process runner).
     pub extra_runners: Vec<Arc<dyn Runner>>,
+    /// The executable path, captured at start (an upgrade may replace the file later).
+    pub exe: String,
 }
 
 /// Facts printed when kimaki is ready.
@@ -57,8 +59,8 @@ pub struct ReadyInfo {
 pub struct Daemon {
     queue: JobQueue,
     states: Health,
-    stop: CancellationToken,
-    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    stop: StopHandle,
+    control: Arc<dyn ControlHandler>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     dispatch_stop: CancellationToken,
     control_stop: CancellationToken,
@@ -77,6 +79,7 @@ impl Daemon {
             lock,
             lifecycle,
             extra_runners,
+            exe,
         } = options;
         let data_dir = loaded.data_dir.clone();
         let store_path = data_dir.store_dir();
@@ -90,12 +93,12 @@ impl Daemon {
         })?;
 
         let states = Health::default();
-        let stop = CancellationToken::new();
+        let stop = StopHandle::new();
         let dispatch_stop = CancellationToken::new();
         let control_stop = CancellationToken::new();
-        let stop_reason = Arc::new(std::sync::Mutex::new(None));
         let mut tasks = Vec::new();
 
+        tracing::debug!(settings = %effective_settings(&loaded), "Effective settings.");
         let runners = Arc::new(wiring::runners(&loaded, &extra_runners));
         for id in runners.ids() {
             states.set(&format!("runner:{id}"), "ready", None);
@@ -120,20 +123,22 @@ impl Daemon {
             source,
         })?;
         let handler = Arc::new(Handler {
+            exe: exe.clone(),
+            dump_dir: data_dir.root().to_owned(),
             workspaces: Workspaces::new(store.clone()),
             settings: loaded.settings.clone(),
             attachments_dir: data_dir.attachments_dir(),
             queue: queue.clone(),
             states: states.clone(),
             stop: stop.clone(),
-            stop_reason: stop_reason.clone(),
             started_at: clock::now_ms(),
             data_dir: data_dir.root().display().to_string(),
         });
         states.set("control", "running", Some(socket.display().to_string()));
+        let control: Arc<dyn ControlHandler> = handler;
         tasks.push((
             "control",
-            tokio::spawn(server.run(handler, control_stop.clone())),
+            tokio::spawn(server.run(control.clone(), control_stop.clone())),
         ));
 
         let local_only = !loaded.settings.is_set(keys::BOT_TOKEN)
@@ -174,7 +179,7 @@ impl Daemon {
             queue,
             states,
             stop,
-            stop_reason,
+            control,
             tasks,
             dispatch_stop,
             control_stop,
@@ -199,25 +204,24 @@ impl Daemon {
 
     /// A handle that begins the ordered shutdown from anywhere (signals, tests).
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle {
-            token: self.stop.clone(),
-            reason: self.stop_reason.clone(),
-        }
+        self.stop.clone()
     }
 
-    /// Waits for a stop request, then shuts down in order.
-    pub async fn run_until_stopped(self) {
-        self.stop.cancelled().await;
-        self.shutdown().await;
+    /// The control API in process (signals use it for state dumps).
+    pub fn control(&self) -> Arc<dyn ControlHandler> {
+        self.control.clone()
     }
 
-    async fn shutdown(self) {
-        let reason = self
-            .stop_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(|| "stop requested".to_owned());
+    /// Waits for a stop request, shuts down in order, and says whether to restart.
+    pub async fn run_until_stopped(self) -> StopRequest {
+        self.stop.stopped().await;
+        let request = self.stop.request_now();
+        self.shutdown(&request.reason).await;
+        request
+    }
+
+    async fn shutdown(self, reason: &str) {
+        let reason = reason.to_owned();
         tracing::info!(reason = %reason, "Shutting down.");
         self.lifecycle.emit(&Lifecycle::Stopping {
             reason: reason.clone(),
@@ -250,42 +254,127 @@ impl Daemon {
     }
 }
 
-/// Requests shutdown with a reason; the first reason is the one reported.
-#[derive(Clone)]
+/// Non-default, non-secret settings with their sources, for the debug log.
+fn effective_settings(loaded: &Loaded) -> String {
+    loaded
+        .settings
+        .display_rows()
+        .into_iter()
+        .filter(|r| r.source != crate::config::Source::Default && !r.secret)
+        .map(|r| format!("{}={} ({})", r.key, r.value, r.source))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why the daemon stops, and whether it should start again in place afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub reason: String,
+    pub restart: bool,
+}
+
+/// Requests shutdown (or a restart) from anywhere; the first request is the one that counts.
+#[derive(Clone, Default)]
 pub struct StopHandle {
     token: CancellationToken,
-    reason: Arc<std::sync::Mutex<Option<String>>>,
+    request: Arc<std::sync::Mutex<Option<StopRequest>>>,
 }
 
 impl StopHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     pub fn stop(&self, reason: &str) {
-        request_stop(&self.token, &self.reason, reason);
+        self.request(StopRequest {
+            reason: reason.to_owned(),
+            restart: false,
+        });
+    }
+
+    /// Shut down in order, then start again with the same arguments (new config is read).
+    pub fn restart(&self, reason: &str) {
+        self.request(StopRequest {
+            reason: reason.to_owned(),
+            restart: true,
+        });
+    }
+
+    fn request(&self, req: StopRequest) {
+        let mut slot = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(req);
+        }
+        drop(slot);
+        self.token.cancel();
     }
 
     pub async fn stopped(&self) {
         self.token.cancelled().await
     }
-}
 
-fn request_stop(stop: &CancellationToken, slot: &std::sync::Mutex<Option<String>>, reason: &str) {
-    let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if r.is_none() {
-        *r = Some(reason.to_owned());
+    fn request_now(&self) -> StopRequest {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or(StopRequest {
+                reason: "stop requested".to_owned(),
+                restart: false,
+            })
     }
-    drop(r);
-    stop.cancel();
 }
 
 struct Handler {
+    exe: String,
+    dump_dir: std::path::PathBuf,
     queue: JobQueue,
     workspaces: Workspaces,
     settings: crate::config::Settings,
     attachments_dir: std::path::PathBuf,
     states: Health,
-    stop: CancellationToken,
-    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    stop: StopHandle,
     started_at: i64,
     data_dir: String,
+}
+
+impl Handler {
+    /// Writes `<data-dir>/state-<unix ms>.json` (mode 0600): status, lanes, queued jobs, pending
+    /// interactions, workspaces. Prompts appear in it; secrets never do (none are in the store).
+    async fn dump_state(&self) -> Result<String, String> {
+        let status = self.status().await;
+        let mut lanes = Vec::new();
+        for (lane, _) in self.queue.depths().map_err(|e| e.to_string())? {
+            let queued: Vec<serde_json::Value> = self
+                .queue
+                .queued_in_lane(&lane)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "job_id": r.job.id, "runner": r.job.runner, "source": r.job.source,
+                        "created_at": r.job.created_at, "held": r.held,
+                        "prompt_chars": r.job.prompt.chars().count(),
+                    })
+                })
+                .collect();
+            let record = self.queue.lane(&lane).map_err(|e| e.to_string())?;
+            lanes.push(serde_json::json!({"lane": lane, "record": record, "queued": queued}));
+        }
+        let dump = serde_json::json!({
+            "written_at": clock::rfc3339(clock::now_ms()),
+            "status": status,
+            "lanes": lanes,
+            "active": self.queue.active_jobs(),
+            "pending_interactions": self.queue.pending_interactions().map_err(|e| e.to_string())?,
+            "workspaces": self.workspaces.list().map_err(|e| e.to_string())?,
+        });
+        let path = self.dump_dir.join(format!("state-{}.json", clock::now_ms()));
+        let bytes = serde_json::to_vec_pretty(&dump).map_err(|e| e.to_string())?;
+        crate::config::env_file::write_private_file(&path, &bytes).map_err(|e| e.to_string())?;
+        tracing::info!(path = %path.display(), "State dump written.");
+        Ok(path.display().to_string())
+    }
 }
 
 #[async_trait]
@@ -320,6 +409,7 @@ impl ControlHandler for Handler {
             data_dir: self.data_dir.clone(),
             started_at: self.started_at,
             uptime_secs: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
+            exe: self.exe.clone(),
             adapters: self.states.snapshot(),
             queue: QueueStatus {
                 queued: self.queue.queued_total(),
@@ -331,10 +421,21 @@ impl ControlHandler for Handler {
     }
 
     async fn shutdown(&self, reason: String) {
-        request_stop(&self.stop, &self.stop_reason, &reason);
+        self.stop.stop(&reason);
     }
 
     async fn call(&self, call: Call) -> Result<serde_json::Value, CallError> {
+        match call {
+            Call::Restart { reason } => {
+                self.stop.restart(&reason.unwrap_or_else(|| "restart requested".to_owned()));
+                return Ok(serde_json::json!({"restarting": true}));
+            }
+            Call::DumpState => {
+                let path = self.dump_state().await.map_err(|e| CallError::new("internal", e))?;
+                return Ok(serde_json::json!({"path": path}));
+            }
+            _ => {}
+        }
         super::local_calls::handle(
             call,
             &self.queue,

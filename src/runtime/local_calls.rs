@@ -49,9 +49,13 @@ pub async fn handle(
         }
         Call::ProjectList => to_json(&workspaces.list().map_err(workspace_error)?),
         Call::ProjectRemove { key } => to_json(&workspaces.remove(&key).await.map_err(workspace_error)?),
-        Call::Status | Call::Shutdown { .. } | Call::Follow { .. } => Err(CallError::new(
+        Call::Status
+        | Call::Shutdown { .. }
+        | Call::Follow { .. }
+        | Call::Restart { .. }
+        | Call::DumpState => Err(CallError::new(
             "bad_request",
-            "this call is handled by the socket server",
+            "this call is handled by the daemon itself",
         )),
     }
 }

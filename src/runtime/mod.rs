@@ -8,4 +8,4 @@ pub mod local_calls;
 pub mod process;
 mod wiring;
 
-pub use daemon::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopHandle};
+pub use daemon::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopHandle, StopRequest};

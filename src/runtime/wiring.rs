@@ -2,13 +2,26 @@
 
 use std::sync::Arc;
 
+use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
+use crate::adapters::codex::{CodexConfig, CodexRunner};
 use crate::config::{keys, Loaded};
 use crate::core::{Runner, RunnerSet};
 
 /// Every runner kimaki can drive, plus any the embedding program adds (tests, benchmarks).
+/// A runner whose program is missing is still registered: its jobs fail with a clear
+/// "not installed" error instead of an unknown-runner one, and `status` shows why.
 pub(super) fn runners(loaded: &Loaded, extra: &[Arc<dyn Runner>]) -> RunnerSet {
     let max = usize::try_from(loaded.settings.u64(keys::MAX_CONCURRENT_JOBS)).unwrap_or(1);
+    let (settings, data_dir, env) = (&loaded.settings, &loaded.data_dir, &loaded.env);
     let mut set = RunnerSet::new();
+    set.add(
+        Arc::new(CodexRunner::new(CodexConfig::from_settings(settings, data_dir, env))),
+        max,
+    );
+    set.add(
+        Arc::new(ClaudeRunner::new(ClaudeConfig::from_settings(settings, data_dir, env))),
+        max,
+    );
     for r in extra {
         set.add(r.clone(), max);
     }

@@ -8,3 +8,6 @@ mod cli_lifecycle;
 mod cli_secrets;
 mod discord_twin_conformance;
 mod architecture;
+mod cli_restart_and_dump;
+mod runner_claude;
+mod runner_codex;

@@ -8,3 +8,4 @@ pub mod runner_contract;
 pub mod fake_llm;
 pub mod runner_bins;
 pub mod kimaki_bin;
+pub mod poll;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::adapters::process::{ChildEnv, Deadlines};
+use crate::adapters::process::{ChildEnv, Deadlines, Secrets};
 use crate::config::{keys, runners, DataDir, Env, Settings};
 
 /// The runner id jobs name.
@@ -56,7 +56,7 @@ pub struct CodexConfig {
     pub config_overrides: Vec<String>,
     pub sandbox: CodexSandbox,
     /// Values scrubbed from failure messages (API keys the child can see).
-    pub secrets: Vec<String>,
+    pub secrets: Secrets,
     pub deadlines: Deadlines,
 }
 
@@ -70,11 +70,12 @@ impl CodexConfig {
             default_model: None,
             env: ChildEnv {
                 inherit: true,
+                remove: Vec::new(),
                 vars: Vec::new(),
             },
             config_overrides: Vec::new(),
             sandbox: CodexSandbox::default(),
-            secrets: Vec::new(),
+            secrets: Secrets::default(),
             deadlines: Deadlines::default(),
         }
     }
@@ -86,15 +87,18 @@ impl CodexConfig {
             data_dir.runners_dir().join(STATE_SUBDIR),
         );
         config.search_path = env.path().map(str::to_owned);
+        config.env.remove = env.owned_names();
         config.default_model = Some(settings.get(keys::MODEL))
             .filter(|m| !m.is_empty())
             .map(str::to_owned);
-        config.secrets = SECRET_ENV
-            .iter()
-            .filter_map(|k| env.get(k))
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect();
+        config.secrets = Secrets(
+            SECRET_ENV
+                .iter()
+                .filter_map(|k| env.get(k))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
         config
     }
 
@@ -105,7 +109,7 @@ impl CodexConfig {
 
     /// Values to scrub: the configured secrets plus any credential-looking explicit variables.
     pub(super) fn all_secrets(&self) -> Vec<String> {
-        let mut out = self.secrets.clone();
+        let mut out = self.secrets.0.clone();
         out.extend(self.env.secret_values());
         out
     }

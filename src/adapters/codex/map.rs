@@ -17,13 +17,14 @@ use crate::core::Attachment;
 const MODEL_METADATA_WARNING: &str = "Model metadata for";
 
 /// Notifications kimaki never reads; opting out keeps them off the pipe. Command output deltas
-/// are skipped because the completed item carries the aggregated output.
-const OPT_OUT_NOTIFICATIONS: [&str; 4] = [
-    "account/rateLimits/updated",
-    "remoteControl/status/changed",
-    "item/commandExecution/outputDelta",
-    "item/fileChange/outputDelta",
-];
+/// stay on: kimaki does not show them (the completed item carries the output) but they prove a
+/// long command is alive to the no-progress deadline.
+const OPT_OUT_NOTIFICATIONS: [&str; 2] =
+    ["account/rateLimits/updated", "remoteControl/status/changed"];
+
+/// `KIMAKI_MODEL` is shared with OpenCode, which spells models `provider/model`; Codex wants the
+/// bare model name for its own provider.
+const MODEL_PREFIX: &str = "openai/";
 
 /// The tool name kimaki reports for Codex shell commands and for patches.
 pub(super) const SHELL_TOOL: &str = "bash";
@@ -60,6 +61,11 @@ pub(super) fn initialize_params(version: &str) -> Value {
     })
 }
 
+/// The model name Codex understands: `openai/gpt-5` → `gpt-5`; anything else as given.
+pub(super) fn codex_model(model: &str) -> &str {
+    model.strip_prefix(MODEL_PREFIX).unwrap_or(model)
+}
+
 /// Parameters of `thread/start`, or of `thread/resume` when `resume` names a thread.
 pub(super) fn thread_params(
     cwd: &str,
@@ -70,7 +76,7 @@ pub(super) fn thread_params(
     // Codex asks before anything outside its trusted set; kimaki answers per the job's policy.
     let mut p = json!({"cwd": cwd, "approvalPolicy": "untrusted", "sandbox": sandbox});
     if let Some(m) = model {
-        p["model"] = json!(m);
+        p["model"] = json!(codex_model(m));
     }
     if let Some(id) = resume {
         p["threadId"] = json!(id);
@@ -81,7 +87,11 @@ pub(super) fn thread_params(
 }
 
 /// Parameters of `turn/start`: the prompt (with attachment paths listed) plus images as images.
-pub(super) fn turn_start_params(thread_id: &str, prompt: &str, attachments: &[Attachment]) -> Value {
+pub(super) fn turn_start_params(
+    thread_id: &str,
+    prompt: &str,
+    attachments: &[Attachment],
+) -> Value {
     let mut input = vec![json!({
         "type": "text",
         "text": compose_prompt(prompt, attachments),
@@ -287,9 +297,7 @@ impl Mapper {
             },
             "item/started" => Mapped::events(self.item_started(&params["item"])),
             "item/completed" => Mapped::events(self.item_completed(&params["item"])),
-            "item/agentMessage/delta" => {
-                Mapped::events(self.delta(params, TextStream::Assistant))
-            }
+            "item/agentMessage/delta" => Mapped::events(self.delta(params, TextStream::Assistant)),
             "item/reasoning/summaryTextDelta" => {
                 Mapped::events(self.delta(params, TextStream::Reasoning))
             }
@@ -415,10 +423,14 @@ impl Mapper {
         let mut events = Vec::new();
         let (output, is_error, exit_code) = match kind {
             "commandExecution" => {
-                let exit_code = item["exitCode"].as_i64().and_then(|c| i32::try_from(c).ok());
+                let exit_code = item["exitCode"]
+                    .as_i64()
+                    .and_then(|c| i32::try_from(c).ok());
                 let output = match item_status {
                     "declined" => "declined: the command was not run".to_owned(),
-                    _ => str_at(item, "aggregatedOutput").unwrap_or_default().to_owned(),
+                    _ => str_at(item, "aggregatedOutput")
+                        .unwrap_or_default()
+                        .to_owned(),
                 };
                 (output, !ok || exit_code.is_some_and(|c| c != 0), exit_code)
             }
@@ -568,7 +580,11 @@ impl Mapper {
 }
 
 /// The `result` answering a permission request with `decision`.
-pub(super) fn permission_result(method: &str, params: &Value, decision: PermissionDecision) -> Value {
+pub(super) fn permission_result(
+    method: &str,
+    params: &Value,
+    decision: PermissionDecision,
+) -> Value {
     match method {
         "execCommandApproval" | "applyPatchApproval" => json!({"decision": match decision {
             PermissionDecision::Once => json!("approved"),

@@ -656,6 +656,13 @@ impl Session<'_> {
     /// How the job ends, from how the turn (or the process) ended.
     async fn finish(mut self, result: Result<TurnEnd, Halt>) -> Result<RunSummary, RunnerError> {
         let deadlines = self.runner.config.deadlines;
+        // A runner that exits while kimaki stops a stalled turn still timed out.
+        let result = match result {
+            Err(Halt::Exited) if self.stopping == Some(Stopping::NoProgress) => {
+                Err(Halt::NoProgress)
+            }
+            other => other,
+        };
         if let Some(usage) = self.mapper.usage_event() {
             self.events.emit(usage);
         }
@@ -674,9 +681,10 @@ impl Session<'_> {
                     exit_code: status.and_then(|s| s.code()),
                 });
             }
-            Ok(TurnEnd::Failed { kind, message }) => {
-                Err(RunnerError::failed(kind, process::redact(&message, &self.secrets)))
-            }
+            Ok(TurnEnd::Failed { kind, message }) => Err(RunnerError::failed(
+                kind,
+                process::redact(&message, &self.secrets),
+            )),
             Ok(TurnEnd::Interrupted) | Err(Halt::Cancelled) if cancelled => {
                 Err(RunnerError::cancelled(None))
             }
@@ -686,8 +694,8 @@ impl Session<'_> {
                 Err(RunnerError::failed(
                     FailureKind::Timeout,
                     format!(
-                        "Codex showed no progress for {} s, so the turn was stopped",
-                        deadlines.no_progress.as_secs()
+                        "Codex showed no progress for {:?}, so the turn was stopped",
+                        deadlines.no_progress
                     ),
                 ))
             }
@@ -695,9 +703,7 @@ impl Session<'_> {
                 FailureKind::RunnerCrashed,
                 "Codex interrupted the turn by itself",
             )),
-            Err(Halt::Cancelled) | Err(Halt::NoProgress) => {
-                Err(RunnerError::cancelled(None))
-            }
+            Err(Halt::Cancelled) | Err(Halt::NoProgress) => Err(RunnerError::cancelled(None)),
             Err(Halt::BootTimeout(stage)) => {
                 let tail = self.stderr_tail();
                 Err(RunnerError::failed(
@@ -724,7 +730,9 @@ impl Session<'_> {
                 if self.cancel.is_cancelled() {
                     Err(RunnerError::cancelled(None))
                 } else {
-                    self.proc.stop(deadlines.exit_grace, deadlines.term_grace).await;
+                    self.proc
+                        .stop(deadlines.exit_grace, deadlines.term_grace)
+                        .await;
                     let tail = self.stderr_tail();
                     let how = match status.and_then(|s| s.code()) {
                         Some(code) => format!("exited with code {code}"),
@@ -743,8 +751,10 @@ impl Session<'_> {
             .proc
             .stop(deadlines.exit_grace, deadlines.term_grace)
             .await;
-        outcome
-            .map_err(|e| e.with_session(session).with_exit_code(status.and_then(|s| s.code())))
+        outcome.map_err(|e| {
+            e.with_session(session)
+                .with_exit_code(status.and_then(|s| s.code()))
+        })
     }
 
     fn stderr_tail(&self) -> String {

@@ -27,6 +27,13 @@ pub enum Call {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Shut down in order, then start again in place with the same arguments.
+    Restart {
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Write a state dump (queue, lanes, sessions, adapters, memory) into the data dir.
+    DumpState,
     /// Enqueue a prompt; answers with a `SendReceipt` once it is durable.
     Send(SendRequest),
     /// Stream a job's events after `after_seq` (several replies; the last has `more: false`).
@@ -177,6 +184,9 @@ pub struct StatusReport {
     /// Unix milliseconds.
     pub started_at: i64,
     pub uptime_secs: u64,
+    /// The executable this process runs (restarts and upgrades exec it again).
+    #[serde(default)]
+    pub exe: String,
     pub adapters: Vec<AdapterStatus>,
     pub queue: QueueStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
