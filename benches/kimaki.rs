@@ -173,6 +173,7 @@ fn job(lane: &str, runner: &str, dir: &Path, prompt: &str) -> NewJob {
         reply_to: None,
         meta: Default::default(),
         held: false,
+        voice: None,
     }
 }
 

@@ -18,6 +18,7 @@ use super::events::{CancelReason, EventKind, Failure, FailureKind, Outcome};
 use super::ids::RunnerId;
 use super::job::{JobRecord, LaneRecord};
 use super::queue::{Completion, JobQueue};
+use super::transcribe::Transcriber;
 use super::runner::{
     CancelSignal, Control, EventEmitter, RunContext, RunRequest, Runner, RunnerError,
 };
@@ -107,6 +108,7 @@ pub struct Dispatcher {
     queue: JobQueue,
     runners: Arc<RunnerSet>,
     options: DispatchOptions,
+    transcriber: Option<Arc<dyn Transcriber>>,
 }
 
 impl Dispatcher {
@@ -115,7 +117,14 @@ impl Dispatcher {
             queue,
             runners,
             options,
+            transcriber: None,
         }
+    }
+
+    /// Enables voice jobs: their recordings are transcribed right before they run.
+    pub fn with_transcriber(mut self, transcriber: Arc<dyn Transcriber>) -> Self {
+        self.transcriber = Some(transcriber);
+        self
     }
 
     /// Runs until `shutdown` fires, then drains: running jobs get `drain_grace` to finish, the
@@ -227,6 +236,7 @@ impl Dispatcher {
                 cancel,
                 controls: controls_rx,
                 cancel_grace: self.options.cancel_grace,
+                transcriber: self.transcriber.clone(),
             };
             let span = tracing::info_span!("job", job_id = %job.record.job.id, lane = %job.record.job.lane, runner = %job.record.job.runner);
             tasks.spawn(job.run(permit).instrument(span));
@@ -244,6 +254,7 @@ struct JobTask {
     cancel: CancelSignal,
     controls: mpsc::Receiver<Control>,
     cancel_grace: Duration,
+    transcriber: Option<Arc<dyn Transcriber>>,
 }
 
 impl JobTask {
@@ -257,6 +268,7 @@ impl JobTask {
             cancel,
             controls,
             cancel_grace,
+            transcriber,
         } = self;
         let job_id = record.job.id.clone();
         tracing::info!("Job leased.");
@@ -277,15 +289,20 @@ impl JobTask {
             });
         }
 
-        let request = build_request(&record, &lane);
-        let ctx = RunContext {
-            events: events.clone(),
-            cancel: cancel.clone(),
-            controls,
+        let mut record = record;
+        let result = match prepare_voice(&queue, transcriber.as_deref(), &mut record, &events, &cancel).await {
+            Some(early) => early,
+            None => {
+                let request = build_request(&record, &lane);
+                let ctx = RunContext {
+                    events: events.clone(),
+                    cancel: cancel.clone(),
+                    controls,
+                };
+                let deadline = record.job.timeout_ms.map(Duration::from_millis);
+                run_with_deadlines(&*runner, request, ctx, &cancel, deadline, cancel_grace).await
+            }
         };
-        let deadline = record.job.timeout_ms.map(Duration::from_millis);
-        let result =
-            run_with_deadlines(&*runner, request, ctx, &cancel, deadline, cancel_grace).await;
 
         let mut done = Completion {
             record: record.clone(),
@@ -321,6 +338,10 @@ impl JobTask {
             RunResult::Finished(Err(RunnerError::Cancelled { runner_session_id })) => {
                 done.runner_session_id = runner_session_id;
                 apply_cancel(&mut done, cancel_reason.as_ref());
+            }
+            RunResult::NothingToDo(reason) => {
+                done.outcome = Outcome::Cancelled;
+                done.reason = Some(reason);
             }
             RunResult::Abandoned => {
                 apply_cancel(&mut done, cancel_reason.as_ref());
@@ -361,7 +382,73 @@ impl JobTask {
     }
 }
 
+/// Turns a spoken prompt into text before the run (in the job's place in its lane). Returns an
+/// outcome when the job ends here: no transcriber, transcription failed, nothing intelligible, or
+/// cancelled meanwhile.
+async fn prepare_voice(
+    queue: &JobQueue,
+    transcriber: Option<&dyn Transcriber>,
+    record: &mut JobRecord,
+    events: &EventEmitter,
+    cancel: &CancelSignal,
+) -> Option<RunResult> {
+    let voice = record.job.voice.clone()?;
+    let Some(transcriber) = transcriber else {
+        return Some(RunResult::Finished(Err(RunnerError::failed(
+            FailureKind::RunnerUnavailable,
+            "voice messages need a transcription provider: set GEMINI_API_KEY or OPENAI_API_KEY (kimaki init)",
+        ))));
+    };
+    events.emit(EventKind::Status {
+        message: "Transcribing voice message…".to_owned(),
+        retry: None,
+    });
+    let transcript = tokio::select! {
+        t = transcriber.transcribe(&record.job, &voice) => t,
+        _ = cancel.cancelled() => return Some(RunResult::Finished(Err(RunnerError::cancelled(None)))),
+    };
+    let transcript = match transcript {
+        Ok(t) => t,
+        Err(failure) => {
+            return Some(RunResult::Finished(Err(RunnerError::Failed(super::runner::FailureDetail {
+                failure,
+                exit_code: None,
+                runner_session_id: None,
+            }))))
+        }
+    };
+    let text = transcript.text.trim();
+    events.emit(EventKind::Transcribed {
+        text: text.to_owned(),
+        provider: transcript.provider.clone(),
+    });
+    if text.is_empty() || text == INAUDIBLE {
+        return Some(RunResult::NothingToDo(
+            "the voice message had no intelligible speech".to_owned(),
+        ));
+    }
+    let mut prompt = format!("{}\n{text}", voice.preamble);
+    if !record.job.prompt.trim().is_empty() {
+        prompt.push_str("\n\n");
+        prompt.push_str(&record.job.prompt);
+    }
+    if let Some(agent) = transcript.agent {
+        record.job.agent.get_or_insert(agent);
+    }
+    if let Err(e) = queue.record_transcript(&record.job.id, &prompt).await {
+        tracing::error!(error = %e, "Cannot save the transcript; continuing with it in memory.");
+    }
+    record.job.prompt = prompt;
+    record.job.voice = None;
+    None
+}
+
+/// What a transcriber answers when nothing in the recording is speech.
+const INAUDIBLE: &str = "[inaudible audio]";
+
 enum RunResult {
+    /// Ended before the runner was needed (for example an empty voice message).
+    NothingToDo(String),
     Finished(Result<super::runner::RunSummary, RunnerError>),
     /// Cancelled, and the runner did not return within the grace period.
     Abandoned,

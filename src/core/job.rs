@@ -90,6 +90,22 @@ pub struct NewJob {
     /// its place and blocks its lane.
     #[serde(default)]
     pub held: bool,
+    /// The prompt arrives as audio: it is transcribed right before the run, so the job keeps its
+    /// place in the lane (a voice note followed by a text message runs in that order).
+    #[serde(default)]
+    pub voice: Option<VoiceInput>,
+}
+
+/// A spoken prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceInput {
+    /// The recording, saved on this machine when the message arrived (kept until transcribed).
+    pub audio: Attachment,
+    /// Put before the transcript in the prompt, e.g. who spoke and where.
+    pub preamble: String,
+    /// Recent conversation lines that help the transcriber spell names and paths.
+    #[serde(default)]
+    pub context: Vec<String>,
 }
 
 /// An accepted job as stored.
@@ -109,6 +125,9 @@ pub struct Job {
     pub reply_to: Option<ReplyTo>,
     pub meta: serde_json::Map<String, serde_json::Value>,
     pub created_at: i64,
+    /// Set until the recording has been transcribed into `prompt`.
+    #[serde(default)]
+    pub voice: Option<VoiceInput>,
 }
 
 /// The persisted state machine:

@@ -12,6 +12,7 @@ pub mod interactions;
 pub mod job;
 pub mod queue;
 pub mod runner;
+pub mod transcribe;
 pub mod workspaces;
 
 pub use dispatch::{DispatchOptions, Dispatcher, RunnerSet};
@@ -23,11 +24,12 @@ pub use health::{ComponentStatus, Health};
 pub use ids::{JobId, LaneId, RequestId, RunnerId};
 pub use job::{
     Attachment, EnqueueMode, Job, JobRecord, JobSource, JobState, LaneRecord, NewJob,
-    PermissionPolicy, ReplyTo,
+    PermissionPolicy, ReplyTo, VoiceInput,
 };
 pub use queue::{AnswerOutcome, CancelOutcome, Enqueued, JobQueue, QueueError, Recovery};
 pub use runner::{
     CancelSignal, Control, EventEmitter, RunContext, RunRequest, RunSummary, Runner, RunnerError,
     RunnerInfo,
 };
+pub use transcribe::{Transcriber, Transcript};
 pub use workspaces::{Workspace, WorkspaceError, Workspaces};

@@ -139,7 +139,7 @@ impl JobQueue {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(QueueError::ShuttingDown);
         }
-        if new.prompt.trim().is_empty() && new.attachments.is_empty() {
+        if new.prompt.trim().is_empty() && new.attachments.is_empty() && new.voice.is_none() {
             return Err(QueueError::EmptyPrompt);
         }
         if !new.workspace.is_dir() {
@@ -173,6 +173,7 @@ impl JobQueue {
             reply_to: new.reply_to,
             meta: new.meta,
             created_at: now,
+            voice: new.voice,
         };
         let front = mode == EnqueueMode::Interrupt;
         let held = new.held;
@@ -547,6 +548,7 @@ impl JobQueue {
             reply_to: asked.job.reply_to.clone(),
             meta,
             held: false,
+            voice: None,
         };
         let enq = self.enqueue(new, EnqueueMode::Queue).await?;
         Ok(AnswerOutcome::Continued(enq.record.job.id))
@@ -812,6 +814,19 @@ impl JobQueue {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.job.lane);
         self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Replaces a voice job's recording by its transcript, so nothing transcribes it twice.
+    pub(crate) async fn record_transcript(&self, job: &JobId, prompt: &str) -> Result<()> {
+        let Some(mut record) = self.get(job)? else {
+            return Err(QueueError::UnknownJob(job.clone()));
+        };
+        record.job.prompt = prompt.to_owned();
+        record.job.voice = None;
+        let mut batch = Batch::new();
+        batch.put(Tree::Jobs, job.as_str(), &record)?;
+        self.inner.store.commit(batch).await?;
         Ok(())
     }
 

@@ -97,6 +97,7 @@ pub async fn send(
         reply_to: None,
         meta: Default::default(),
         held: false,
+        voice: None,
     };
     let mode = if req.interrupt {
         EnqueueMode::Interrupt

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
+use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
 use crate::config::{keys, Loaded};
 use crate::core::{Runner, RunnerSet};
 
@@ -14,6 +15,10 @@ pub(super) fn runners(loaded: &Loaded, extra: &[Arc<dyn Runner>]) -> RunnerSet {
     let max = usize::try_from(loaded.settings.u64(keys::MAX_CONCURRENT_JOBS)).unwrap_or(1);
     let (settings, data_dir, env) = (&loaded.settings, &loaded.data_dir, &loaded.env);
     let mut set = RunnerSet::new();
+    set.add(
+        Arc::new(OpencodeRunner::new(OpencodeConfig::from_settings(settings, data_dir, env))),
+        max,
+    );
     set.add(
         Arc::new(CodexRunner::new(CodexConfig::from_settings(settings, data_dir, env))),
         max,

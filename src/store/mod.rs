@@ -6,6 +6,8 @@
 mod migrations;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -161,6 +163,19 @@ pub struct Store {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     path: PathBuf,
+    flush: Arc<FlushState>,
+}
+
+/// Group commit. Concurrent `flush_async` calls deadlock sled 0.34 (they fill its I/O thread pool
+/// while the buffer writes they wait for queue behind them — reproduced with 16 writers), so
+/// flushes are serialised here, and one flush covers every write applied before it began.
+#[derive(Default)]
+struct FlushState {
+    /// Bumped after every applied batch.
+    applied: AtomicU64,
+    /// The `applied` value the last completed flush covered.
+    flushed: AtomicU64,
+    lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -198,6 +213,7 @@ impl Store {
             db,
             trees,
             path: path.to_owned(),
+            flush: Arc::new(FlushState::default()),
         };
         migrations::run(&store)?;
         Ok(store)
@@ -382,16 +398,33 @@ impl Store {
                 path: self.path.clone(),
                 detail: "transaction aborted".to_owned(),
             },
-        })
+        })?;
+        self.flush.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
-    /// Makes every applied write durable against process death.
+    /// Makes every write applied so far durable against process death.
     pub async fn flush(&self) -> Result<()> {
-        self.db
-            .flush_async()
+        let needed = self.flush.applied.load(Ordering::SeqCst);
+        if self.flush.flushed.load(Ordering::SeqCst) >= needed {
+            return Ok(());
+        }
+        let _one_at_a_time = self.flush.lock.lock().await;
+        // Someone else's flush, started after our writes, may have covered them meanwhile.
+        if self.flush.flushed.load(Ordering::SeqCst) >= needed {
+            return Ok(());
+        }
+        let covers = self.flush.applied.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map(|_| ())
-            .map_err(|e| self.io(e))
+            .map_err(|e| StoreError::Io {
+                path: self.path.clone(),
+                detail: format!("flush task failed: {e}"),
+            })?
+            .map_err(|e| self.io(e))?;
+        self.flush.flushed.fetch_max(covers, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The blocking form of `flush`, for shutdown paths and CLI commands without a runtime.

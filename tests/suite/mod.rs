@@ -11,3 +11,4 @@ mod architecture;
 mod cli_restart_and_dump;
 mod runner_claude;
 mod runner_codex;
+mod runner_opencode;

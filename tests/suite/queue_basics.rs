@@ -258,3 +258,35 @@ async fn unknown_runner_and_missing_directory_are_clear_errors() {
     assert!(err.to_string().contains("does not exist"), "{err}");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_land_durably_and_in_lane_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let queue = kimaki::core::JobQueue::new(kimaki::store::Store::open(&store).unwrap());
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let queue = queue.clone();
+        let ws = dir.path().to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..20 {
+                let job = new_job(&format!("cli:{w}"), "echo", &ws, &format!("{w}-{i}"));
+                ids.push(queue.enqueue(job, EnqueueMode::Queue).await.unwrap().record.job.id);
+            }
+            ids
+        }));
+    }
+    let all = tokio::time::timeout(T, futures_util::future::join_all(tasks)).await.expect("enqueues finish");
+    assert_eq!(queue.queued_total(), 16 * 20);
+    for (w, ids) in all.into_iter().enumerate() {
+        let ids = ids.unwrap();
+        let lane: Vec<_> = queue
+            .queued_in_lane(&kimaki::core::LaneId::new(format!("cli:{w}")))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.job.id)
+            .collect();
+        assert_eq!(lane, ids, "lane {w} keeps enqueue order");
+    }
+}

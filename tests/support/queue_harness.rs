@@ -143,6 +143,7 @@ pub fn new_job(lane: &str, runner: &str, workspace: &Path, prompt: &str) -> NewJ
         reply_to: None,
         meta: Default::default(),
         held: false,
+        voice: None,
     }
 }
 
