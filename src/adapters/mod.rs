@@ -5,7 +5,5 @@
 pub mod claude;
 pub mod codex;
 pub mod control;
-pub mod discord;
-pub mod mesh;
 pub mod opencode;
 pub mod process;
