@@ -12,3 +12,4 @@ mod cli_restart_and_dump;
 mod runner_claude;
 mod runner_codex;
 mod runner_opencode;
+mod queue_crash;

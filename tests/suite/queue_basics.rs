@@ -272,12 +272,22 @@ async fn concurrent_enqueues_all_land_durably_and_in_lane_order() {
             let mut ids = Vec::new();
             for i in 0..20 {
                 let job = new_job(&format!("cli:{w}"), "echo", &ws, &format!("{w}-{i}"));
-                ids.push(queue.enqueue(job, EnqueueMode::Queue).await.unwrap().record.job.id);
+                ids.push(
+                    queue
+                        .enqueue(job, EnqueueMode::Queue)
+                        .await
+                        .unwrap()
+                        .record
+                        .job
+                        .id,
+                );
             }
             ids
         }));
     }
-    let all = tokio::time::timeout(T, futures_util::future::join_all(tasks)).await.expect("enqueues finish");
+    let all = tokio::time::timeout(T, futures_util::future::join_all(tasks))
+        .await
+        .expect("enqueues finish");
     assert_eq!(queue.queued_total(), 16 * 20);
     for (w, ids) in all.into_iter().enumerate() {
         let ids = ids.unwrap();
