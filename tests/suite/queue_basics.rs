@@ -300,3 +300,65 @@ async fn concurrent_enqueues_all_land_durably_and_in_lane_order() {
         assert_eq!(lane, ids, "lane {w} keeps enqueue order");
     }
 }
+
+#[tokio::test]
+async fn a_pending_permission_can_be_answered_after_a_restart() {
+    use kimaki::core::events::PermissionDecision;
+    use kimaki::core::{AnswerOutcome, Control};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let echo = EchoRunner::new();
+    let quick_drain = kimaki::core::DispatchOptions {
+        cancel_grace: Duration::from_secs(2),
+        drain_grace: Duration::from_millis(100),
+    };
+    let h = QueueHarness::start_with(
+        &store,
+        vec![(echo.clone() as Arc<dyn Runner>, 1)],
+        quick_drain,
+    )
+    .await;
+    let job = h
+        .enqueue(new_job("discord:t9", "echo", dir.path(), "permission"))
+        .await;
+    let asked = h
+        .wait_event(&job, T, |k| {
+            matches!(k, EventKind::PermissionRequested { .. })
+        })
+        .await;
+    let EventKind::PermissionRequested { request_id, .. } = asked.kind else {
+        unreachable!()
+    };
+    // kimaki stops while the question is open: the job ends interrupted, the request stays.
+    h.shutdown().await;
+    let h = QueueHarness::start(&store, vec![(echo.clone() as Arc<dyn Runner>, 1)]).await;
+    assert_eq!(outcome(&h.events(&job)), Outcome::Interrupted);
+    assert_eq!(h.queue.pending_interactions().unwrap().len(), 1);
+
+    let answer = Control::Permission {
+        request_id: request_id.clone(),
+        decision: PermissionDecision::Always,
+    };
+    let AnswerOutcome::Continued(next) = h.queue.answer(answer.clone()).await.unwrap() else {
+        panic!("the answer continues the session in a new job");
+    };
+    let events = h.wait_finished(&next, T).await;
+    assert_eq!(outcome(&events), Outcome::Succeeded);
+    let prompts = echo.prompts();
+    let last = prompts.last().unwrap();
+    assert!(
+        last.contains("allowed it for the rest of the session"),
+        "{last}"
+    );
+    assert_eq!(
+        h.queue.get(&next).unwrap().unwrap().job.lane,
+        kimaki::core::LaneId::new("discord:t9")
+    );
+    // A second click is idempotent.
+    assert_eq!(
+        h.queue.answer(answer).await.unwrap(),
+        AnswerOutcome::AlreadyResolved
+    );
+    assert!(h.queue.pending_interactions().unwrap().is_empty());
+    h.shutdown().await;
+}
