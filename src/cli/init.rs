@@ -257,6 +257,22 @@ pub fn run(global: &GlobalArgs, args: InitArgs, loaded: Loaded) -> Result<u8, Fa
         file.set(keys::MESH_GATEWAY_ID, &id);
         written.push(format!("{}={id} (generated once)", keys::MESH_GATEWAY_ID));
     }
+    if !loaded.settings.is_set(keys::API_TOKEN) && file.get(keys::API_TOKEN).is_none() {
+        let token = generate_token();
+        secrets::store_secret(
+            &mut file,
+            &keyring,
+            store,
+            keys::API_TOKEN,
+            &Secret::new(token.clone()),
+        )
+        .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
+        written.push(format!(
+            "{}={} (generated once, in {store})",
+            keys::API_TOKEN,
+            secrets::redact(&token)
+        ));
+    }
     let path = loaded.data_dir.config_env();
     file.save(&path)
         .map_err(|e| Failure::new(exit::DATA, e.to_string()))?;
@@ -298,6 +314,14 @@ pub fn run(global: &GlobalArgs, args: InitArgs, loaded: Loaded) -> Result<u8, Fa
         "Next: `kimaki doctor` checks Discord and mesh reachability; `kimaki start` runs kimaki."
     );
     Ok(exit::OK)
+}
+
+/// 32 random bytes, hex: the local API's bearer token.
+fn generate_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn offline_checks(loaded: &Loaded) -> Vec<String> {

@@ -11,6 +11,7 @@ mod output;
 mod project;
 mod restart;
 mod send;
+mod service;
 mod start;
 mod status;
 mod version;
@@ -99,6 +100,8 @@ pub enum Command {
     Send(Box<send::SendArgs>),
     /// Manage the project directories kimaki may work in.
     Project(project::ProjectArgs),
+    /// Run kimaki under the OS service manager (systemd user unit, launchd agent).
+    Service(service::ServiceArgs),
     /// Print version information.
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -138,6 +141,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Send(args) => with_config(&cli.global, env, |loaded| {
             send::run(&cli.global, *args, loaded)
+        }),
+        Command::Service(args) => with_config(&cli.global, env, |loaded| {
+            service::run(&cli.global, args, loaded)
         }),
         Command::Project(args) => with_config(&cli.global, env, |loaded| {
             project::run(&cli.global, args, loaded)

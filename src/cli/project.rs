@@ -79,7 +79,9 @@ pub fn run(_global: &GlobalArgs, args: ProjectArgs, loaded: Loaded) -> Result<u8
             }
             ProjectCommand::List { json } => {
                 let all: Vec<Workspace> = match &backend {
-                    Backend::Daemon(c) => c.call(Call::ProjectList).await.map_err(control_failure)?,
+                    Backend::Daemon(c) => {
+                        c.call(Call::ProjectList).await.map_err(control_failure)?
+                    }
                     Backend::Direct(d) => d.workspaces.list().map_err(workspace_failure)?,
                 };
                 if json {
@@ -98,12 +100,19 @@ pub fn run(_global: &GlobalArgs, args: ProjectArgs, loaded: Loaded) -> Result<u8
                         .call(Call::ProjectRemove { key: key.clone() })
                         .await
                         .map_err(control_failure)?,
-                    Backend::Direct(d) => d.workspaces.remove(&key).await.map_err(workspace_failure)?,
+                    Backend::Direct(d) => {
+                        d.workspaces.remove(&key).await.map_err(workspace_failure)?
+                    }
                 };
                 if json {
                     print_json(&ws)?;
                 } else {
-                    println!("Removed project {} ({}); {} is untouched.", ws.name, ws.id, ws.path.display());
+                    println!(
+                        "Removed project {} ({}); {} is untouched.",
+                        ws.name,
+                        ws.id,
+                        ws.path.display()
+                    );
                 }
             }
         }

@@ -50,8 +50,10 @@ pub fn run_restart(_g: &GlobalArgs, args: RestartArgs, loaded: Loaded) -> Result
                 }
             }
         }
-        Err(Failure::new(exit::FAILURE, "kimaki did not come back after the restart")
-            .hint(format!("see {}", loaded.data_dir.log_file().display())))
+        Err(
+            Failure::new(exit::FAILURE, "kimaki did not come back after the restart")
+                .hint(format!("see {}", loaded.data_dir.log_file().display())),
+        )
     })
 }
 
@@ -76,7 +78,10 @@ pub fn run_stop(_g: &GlobalArgs, args: RestartArgs, loaded: Loaded) -> Result<u8
             }
             tokio::time::sleep(POLL).await;
         }
-        Err(Failure::new(exit::FAILURE, format!("kimaki (pid {}) did not stop in time", before.pid)))
+        Err(Failure::new(
+            exit::FAILURE,
+            format!("kimaki (pid {}) did not stop in time", before.pid),
+        ))
     })
 }
 
@@ -86,7 +91,9 @@ fn grace(loaded: &Loaded) -> Duration {
 
 fn not_running(e: ControlError) -> Failure {
     match e {
-        ControlError::NotRunning(_) => Failure::new(exit::NOT_RUNNING, "kimaki is not running for this data dir"),
+        ControlError::NotRunning(_) => {
+            Failure::new(exit::NOT_RUNNING, "kimaki is not running for this data dir")
+        }
         other => control_failure(other),
     }
 }

@@ -71,9 +71,12 @@ pub struct SendArgs {
 pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, Failure> {
     let prompt = if args.prompt == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Failure::new(exit::USAGE, format!("cannot read the prompt from stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut s).map_err(|e| {
+            Failure::new(
+                exit::USAGE,
+                format!("cannot read the prompt from stdin: {e}"),
+            )
+        })?;
         s
     } else {
         args.prompt.clone()
@@ -85,7 +88,10 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
     };
     let mut files = Vec::new();
     for f in &args.files {
-        files.push(std::path::absolute(f).map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", f.display())))?);
+        files.push(
+            std::path::absolute(f)
+                .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", f.display())))?,
+        );
     }
     let req = SendRequest {
         target,
@@ -102,7 +108,10 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         let receipt = {
             let backend = Backend::connect(&loaded).await?;
             match &backend {
-                Backend::Daemon(c) => c.call::<SendReceipt>(Call::Send(req)).await.map_err(control_failure)?,
+                Backend::Daemon(c) => c
+                    .call::<SendReceipt>(Call::Send(req))
+                    .await
+                    .map_err(control_failure)?,
                 Backend::Direct(d) => intake::send(
                     &d.queue,
                     &d.workspaces,
@@ -124,15 +133,30 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
                 } else {
                     format!("{} ahead of it", receipt.position)
                 };
-                println!("Queued {} in session {} ({when}).", receipt.job_id, receipt.lane);
-                println!("Continue this session: kimaki send --session {} --prompt …", receipt.lane);
+                println!(
+                    "Queued {} in session {} ({when}).",
+                    receipt.job_id, receipt.lane
+                );
+                println!(
+                    "Continue this session: kimaki send --session {} --prompt …",
+                    receipt.lane
+                );
             }
             return Ok(exit::OK);
         }
         if !args.json {
-            eprintln!("Job {} in session {} ({})", receipt.job_id, receipt.lane, receipt.workspace);
+            eprintln!(
+                "Job {} in session {} ({})",
+                receipt.job_id, receipt.lane, receipt.workspace
+            );
         }
-        wait_for(&loaded, &receipt, args.json, args.timeout.map(Duration::from_secs)).await
+        wait_for(
+            &loaded,
+            &receipt,
+            args.json,
+            args.timeout.map(Duration::from_secs),
+        )
+        .await
     })
 }
 
@@ -149,7 +173,12 @@ fn absolute_if_path(p: &str) -> String {
 
 /// Follows the job until it finishes, reconnecting (and waiting for kimaki to start) as needed;
 /// the per-job sequence number makes the stream resumable without repeats.
-async fn wait_for(loaded: &Loaded, receipt: &SendReceipt, json: bool, limit: Option<Duration>) -> Result<u8, Failure> {
+async fn wait_for(
+    loaded: &Loaded,
+    receipt: &SendReceipt,
+    json: bool,
+    limit: Option<Duration>,
+) -> Result<u8, Failure> {
     let started = Instant::now();
     let mut render = Render::new(json);
     let mut announced = false;
@@ -162,7 +191,10 @@ async fn wait_for(loaded: &Loaded, receipt: &SendReceipt, json: bool, limit: Opt
         match client.call_stream(call, |v| render.event(v)).await {
             Ok(_) if render.finished.is_some() => break,
             // The daemon stopped before the job finished: wait for it to come back.
-            Ok(_) | Err(ControlError::NotRunning(_)) | Err(ControlError::Io { .. }) | Err(ControlError::Timeout(_)) => {
+            Ok(_)
+            | Err(ControlError::NotRunning(_))
+            | Err(ControlError::Io { .. })
+            | Err(ControlError::Timeout(_)) => {
                 if !announced && !json {
                     eprintln!("Waiting for kimaki to run the job (start it with `kimaki start`)…");
                     announced = true;
@@ -176,7 +208,11 @@ async fn wait_for(loaded: &Loaded, receipt: &SendReceipt, json: bool, limit: Opt
         if limit.is_some_and(|l| started.elapsed() >= l) {
             return Err(Failure::new(
                 exit::FAILURE,
-                format!("gave up waiting after {}s; job {} keeps its place", started.elapsed().as_secs(), receipt.job_id),
+                format!(
+                    "gave up waiting after {}s; job {} keeps its place",
+                    started.elapsed().as_secs(),
+                    receipt.job_id
+                ),
             ));
         }
         tokio::time::sleep(WAIT_RETRY).await;
@@ -186,7 +222,12 @@ async fn wait_for(loaded: &Loaded, receipt: &SendReceipt, json: bool, limit: Opt
         Some((Outcome::Succeeded, _)) => Ok(exit::OK),
         Some((outcome, reason)) => {
             if !json {
-                eprintln!("Job {} ended {:?}: {}", receipt.job_id, outcome, reason.unwrap_or_default());
+                eprintln!(
+                    "Job {} ended {:?}: {}",
+                    receipt.job_id,
+                    outcome,
+                    reason.unwrap_or_default()
+                );
             }
             Ok(exit::FAILURE)
         }
@@ -222,7 +263,10 @@ impl Render {
             return;
         }
         self.last_seq = ev.seq;
-        if let EventKind::Finished { outcome, reason, .. } = &ev.kind {
+        if let EventKind::Finished {
+            outcome, reason, ..
+        } = &ev.kind
+        {
             self.finished = Some((*outcome, reason.clone()));
         }
         if self.json {
@@ -231,12 +275,20 @@ impl Render {
         }
         let mut out = std::io::stdout().lock();
         match &ev.kind {
-            EventKind::TextDelta { part_id, stream: TextStream::Assistant, delta } => {
+            EventKind::TextDelta {
+                part_id,
+                stream: TextStream::Assistant,
+                delta,
+            } => {
                 self.streamed.insert(part_id.clone());
                 let _ = write!(out, "{delta}");
                 self.ends_with_newline = delta.ends_with('\n');
             }
-            EventKind::TextPart { part_id, stream: TextStream::Assistant, text } => {
+            EventKind::TextPart {
+                part_id,
+                stream: TextStream::Assistant,
+                text,
+            } => {
                 if !self.streamed.contains(part_id) {
                     let _ = writeln!(out, "{text}");
                     self.ends_with_newline = true;

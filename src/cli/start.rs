@@ -94,13 +94,19 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
     // Captured now: an upgrade may replace the file, and /proc/self/exe would then point at the
     // deleted original.
     let exe = std::env::current_exe().map_err(|e| {
-        fail(Failure::new(exit::FAILURE, format!("cannot find kimaki's own executable: {e}")))
+        fail(Failure::new(
+            exit::FAILURE,
+            format!("cannot find kimaki's own executable: {e}"),
+        ))
     })?;
     let request = rt.block_on(async {
         // Installed before `ready` is announced: a signal that arrives right after it must find
         // a handler, not the default action (which would kill the process).
         let signals = Signals::install().map_err(|e| {
-            fail(Failure::new(exit::FAILURE, format!("cannot install signal handlers: {e}")))
+            fail(Failure::new(
+                exit::FAILURE,
+                format!("cannot install signal handlers: {e}"),
+            ))
         })?;
         let daemon = Daemon::start(DaemonOptions {
             loaded,

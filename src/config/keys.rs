@@ -41,6 +41,7 @@ pub enum Section {
     Discord,
     Mesh,
     Transcription,
+    LocalApi,
 }
 
 impl Section {
@@ -51,6 +52,7 @@ impl Section {
             Section::Discord => "Discord",
             Section::Mesh => "Mesh coordinator (one outbound Socket.IO link)",
             Section::Transcription => "Voice message transcription",
+            Section::LocalApi => "Local HTTP API (127.0.0.1 only; off by default)",
         }
     }
 }
@@ -130,6 +132,18 @@ pub const MESH_ENDPOINT_ID: &str = "MESH_ENDPOINT_ID";
 pub const TRANSCRIPTION_PROVIDERS: &str = "KIMAKI_TRANSCRIPTION_PROVIDERS";
 pub const GEMINI_API_KEY: &str = "GEMINI_API_KEY";
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub const GEMINI_MODELS: &str = "KIMAKI_GEMINI_MODELS";
+pub const GEMINI_BASE_URL: &str = "KIMAKI_GEMINI_BASE_URL";
+pub const OPENAI_TRANSCRIBE_MODEL: &str = "KIMAKI_OPENAI_TRANSCRIBE_MODEL";
+pub const OPENAI_BASE_URL: &str = "KIMAKI_OPENAI_BASE_URL";
+pub const TRANSCRIBE_COMMAND: &str = "KIMAKI_TRANSCRIBE_COMMAND";
+pub const TRANSCRIPTION_LANGUAGE: &str = "KIMAKI_TRANSCRIPTION_LANGUAGE";
+pub const TRANSCRIBE_TIMEOUT_SECS: &str = "KIMAKI_TRANSCRIBE_TIMEOUT_SECS";
+pub const VOICE_MAX_MB: &str = "KIMAKI_VOICE_MAX_MB";
+pub const VOICE_MAX_SECONDS: &str = "KIMAKI_VOICE_MAX_SECONDS";
+pub const API_ENABLED: &str = "KIMAKI_API_ENABLED";
+pub const API_PORT: &str = "AGENT_API_PORT";
+pub const API_TOKEN: &str = "KIMAKI_API_TOKEN";
 
 /// Runner names accepted by `KIMAKI_RUNNER`.
 pub const RUNNER_NAMES: &[&str] = &["opencode", "codex", "claude"];
@@ -354,9 +368,9 @@ pub const KEYS: &[KeyDef] = &[
     key(
         TRANSCRIPTION_PROVIDERS,
         Section::Transcription,
-        "gemini,openai",
+        "gemini,openai,command",
         Kind::NameList,
-        "Transcription providers tried in order (gemini, openai).",
+        "Transcription providers tried in order (gemini, openai, command); those without a key or command are skipped.",
     ),
     secret(
         GEMINI_API_KEY,
@@ -369,6 +383,89 @@ pub const KEYS: &[KeyDef] = &[
         Section::Transcription,
         Kind::ApiKey,
         "OpenAI API key for voice messages.",
+    ),
+    key(
+        GEMINI_MODELS,
+        Section::Transcription,
+        "gemini-2.5-flash,gemini-2.5-flash-lite",
+        Kind::NameList,
+        "Gemini models tried in order; the next one is used when a model is rate limited (429).",
+    ),
+    key(
+        GEMINI_BASE_URL,
+        Section::Transcription,
+        "https://generativelanguage.googleapis.com",
+        Kind::Url,
+        "Base URL of the Gemini API (change only for a proxy or a test server).",
+    ),
+    key(
+        OPENAI_TRANSCRIBE_MODEL,
+        Section::Transcription,
+        "gpt-4o-mini-transcribe",
+        Kind::Text,
+        "OpenAI transcription model: gpt-4o-mini-transcribe, gpt-4o-transcribe or whisper-1.",
+    ),
+    key(
+        OPENAI_BASE_URL,
+        Section::Transcription,
+        "https://api.openai.com",
+        Kind::Url,
+        "Base URL of the OpenAI API, or of a compatible server offering /v1/audio/transcriptions.",
+    ),
+    key(
+        TRANSCRIBE_COMMAND,
+        Section::Transcription,
+        "",
+        Kind::Text,
+        "Offline transcriber: a command run on a 16 kHz WAV ({wav} in it, else appended as the last argument); its stdout is the text.",
+    ),
+    key(
+        TRANSCRIPTION_LANGUAGE,
+        Section::Transcription,
+        "",
+        Kind::Text,
+        "Language of voice messages as an ISO-639-1 code (en, de, ...); empty lets the provider detect it.",
+    ),
+    key(
+        TRANSCRIBE_TIMEOUT_SECS,
+        Section::Transcription,
+        "120",
+        Kind::Integer { min: 5, max: 3600 },
+        "How long one transcription attempt (a provider request or the command) may take.",
+    ),
+    key(
+        VOICE_MAX_MB,
+        Section::Transcription,
+        "25",
+        Kind::Integer { min: 1, max: 100 },
+        "Voice messages larger than this many MB are refused before download.",
+    ),
+    key(
+        VOICE_MAX_SECONDS,
+        Section::Transcription,
+        "600",
+        Kind::Integer { min: 1, max: 7200 },
+        "Voice messages longer than this many seconds are refused before transcription.",
+    ),
+    key(
+        API_ENABLED,
+        Section::LocalApi,
+        "false",
+        Kind::Bool,
+        "Serve the local HTTP API on 127.0.0.1 (health, run, event stream); off by default.",
+    ),
+    key(
+        API_PORT,
+        Section::LocalApi,
+        "3939",
+        Kind::Integer { min: 1, max: 65535 },
+        "Port of the local HTTP API (it only ever listens on 127.0.0.1).",
+    ),
+    secret(
+        API_TOKEN,
+        Section::LocalApi,
+        Kind::ApiKey,
+        "Bearer token the local API requires; `kimaki init` generates one.",
     ),
 ];
 

@@ -10,10 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::wiring;
+use crate::adapters::control::http::HttpApi;
 use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
 use crate::config::{keys, Loaded};
-use crate::core::{clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces};
+use crate::core::{
+    clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces,
+};
 use crate::store::{Store, StoreError};
 use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
 
@@ -140,6 +143,28 @@ impl Daemon {
             "control",
             tokio::spawn(server.run(control.clone(), control_stop.clone())),
         ));
+
+        if loaded.settings.bool(keys::API_ENABLED) {
+            let port = u16::try_from(loaded.settings.u64(keys::API_PORT)).unwrap_or(0);
+            match HttpApi::bind(
+                port,
+                loaded.settings.secret(keys::API_TOKEN),
+                control.clone(),
+            )
+            .await
+            {
+                Ok(api) => {
+                    let addr = api.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    states.set("api", "listening", Some(format!("http://{addr}")));
+                    tracing::info!(addr = %addr, "Local API listening.");
+                    tasks.push(("api", tokio::spawn(api.run(control_stop.clone()))));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Local API not started.");
+                    states.set("api", "failed", Some(e.to_string()));
+                }
+            }
+        }
 
         let local_only = !loaded.settings.is_set(keys::BOT_TOKEN)
             && !loaded.settings.is_set(keys::MESH_URL)
@@ -369,7 +394,9 @@ impl Handler {
             "pending_interactions": self.queue.pending_interactions().map_err(|e| e.to_string())?,
             "workspaces": self.workspaces.list().map_err(|e| e.to_string())?,
         });
-        let path = self.dump_dir.join(format!("state-{}.json", clock::now_ms()));
+        let path = self
+            .dump_dir
+            .join(format!("state-{}.json", clock::now_ms()));
         let bytes = serde_json::to_vec_pretty(&dump).map_err(|e| e.to_string())?;
         crate::config::env_file::write_private_file(&path, &bytes).map_err(|e| e.to_string())?;
         tracing::info!(path = %path.display(), "State dump written.");
@@ -427,11 +454,15 @@ impl ControlHandler for Handler {
     async fn call(&self, call: Call) -> Result<serde_json::Value, CallError> {
         match call {
             Call::Restart { reason } => {
-                self.stop.restart(&reason.unwrap_or_else(|| "restart requested".to_owned()));
+                self.stop
+                    .restart(&reason.unwrap_or_else(|| "restart requested".to_owned()));
                 return Ok(serde_json::json!({"restarting": true}));
             }
             Call::DumpState => {
-                let path = self.dump_state().await.map_err(|e| CallError::new("internal", e))?;
+                let path = self
+                    .dump_state()
+                    .await
+                    .map_err(|e| CallError::new("internal", e))?;
                 return Ok(serde_json::json!({"path": path}));
             }
             _ => {}

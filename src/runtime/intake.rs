@@ -20,6 +20,8 @@ pub enum SendError {
     NotAProject(String),
     #[error("no session {0}")]
     UnknownSession(String),
+    #[error("session {0} belongs to another project")]
+    SessionElsewhere(String),
     #[error("cannot attach {path}: {reason}")]
     Attachment { path: String, reason: String },
     #[error(transparent)]
@@ -33,6 +35,7 @@ impl SendError {
     pub fn code(&self) -> &'static str {
         match self {
             SendError::NotAProject(_) | SendError::UnknownSession(_) => "not_found",
+            SendError::SessionElsewhere(_) => "bad_request",
             SendError::Attachment { .. } => "bad_request",
             SendError::Workspace(WorkspaceError::Escapes(_)) => "bad_request",
             SendError::Workspace(_) => "not_found",
@@ -58,6 +61,19 @@ pub async fn send(
                 .ok_or_else(|| SendError::NotAProject(key.clone()))?;
             let lane = LaneId::new(format!("cli:{}", ulid::Ulid::new()));
             (lane, ws.path, None)
+        }
+        SendTarget::NamedSession { project, session } => {
+            let ws = workspaces
+                .find(project)?
+                .ok_or_else(|| SendError::NotAProject(project.clone()))?;
+            let lane = LaneId::new(session.clone());
+            match queue.lane(&lane)? {
+                Some(record) if record.workspace != ws.path => {
+                    return Err(SendError::SessionElsewhere(session.clone()))
+                }
+                Some(record) => (lane, ws.path, Some(record.runner)),
+                None => (lane, ws.path, None),
+            }
         }
         SendTarget::Session(lane) => {
             let lane = LaneId::new(lane.clone());

@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 use super::intake::{self, SendError};
 use crate::adapters::control::protocol::{Call, CallError};
 use crate::config::Settings;
-use crate::core::{CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError, Workspaces};
+use crate::core::{
+    CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError, Workspaces,
+};
 
 /// Events buffered towards one `follow` client; a slower client makes the task wait, and the
 /// task reads from the store, so nothing is lost.
@@ -48,7 +50,9 @@ pub async fn handle(
             to_json(&ws)
         }
         Call::ProjectList => to_json(&workspaces.list().map_err(workspace_error)?),
-        Call::ProjectRemove { key } => to_json(&workspaces.remove(&key).await.map_err(workspace_error)?),
+        Call::ProjectRemove { key } => {
+            to_json(&workspaces.remove(&key).await.map_err(workspace_error)?)
+        }
         Call::Status
         | Call::Shutdown { .. }
         | Call::Follow { .. }
@@ -61,13 +65,19 @@ pub async fn handle(
 }
 
 /// A job's events after `after_seq`, from the store first, then live, ending with `Finished`.
-pub fn follow(queue: &JobQueue, job: JobId, after_seq: u64) -> Result<mpsc::Receiver<serde_json::Value>, CallError> {
+pub fn follow(
+    queue: &JobQueue,
+    job: JobId,
+    after_seq: u64,
+) -> Result<mpsc::Receiver<serde_json::Value>, CallError> {
     if queue.get(&job).map_err(queue_error)?.is_none() {
         return Err(CallError::new("not_found", format!("no job {job}")));
     }
     let bus = queue.bus().clone();
     // Subscribe before reading the backlog, so nothing published in between is missed.
-    let head = bus.head().map_err(|e| CallError::new("internal", e.to_string()))?;
+    let head = bus
+        .head()
+        .map_err(|e| CallError::new("internal", e.to_string()))?;
     let mut live = bus.subscribe(head);
     let backlog = bus
         .job_events(&job, after_seq)
@@ -111,7 +121,9 @@ pub fn send_error(e: SendError) -> CallError {
 
 fn queue_error(e: QueueError) -> CallError {
     match e {
-        QueueError::UnknownJob(_) | QueueError::UnknownRequest(_) => CallError::new("not_found", e.to_string()),
+        QueueError::UnknownJob(_) | QueueError::UnknownRequest(_) => {
+            CallError::new("not_found", e.to_string())
+        }
         QueueError::ShuttingDown => CallError::new("unavailable", e.to_string()),
         _ => CallError::new("internal", e.to_string()),
     }

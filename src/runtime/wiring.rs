@@ -16,15 +16,21 @@ pub(super) fn runners(loaded: &Loaded, extra: &[Arc<dyn Runner>]) -> RunnerSet {
     let (settings, data_dir, env) = (&loaded.settings, &loaded.data_dir, &loaded.env);
     let mut set = RunnerSet::new();
     set.add(
-        Arc::new(OpencodeRunner::new(OpencodeConfig::from_settings(settings, data_dir, env))),
+        Arc::new(OpencodeRunner::new(OpencodeConfig::from_settings(
+            settings, data_dir, env,
+        ))),
         max,
     );
     set.add(
-        Arc::new(CodexRunner::new(CodexConfig::from_settings(settings, data_dir, env))),
+        Arc::new(CodexRunner::new(CodexConfig::from_settings(
+            settings, data_dir, env,
+        ))),
         max,
     );
     set.add(
-        Arc::new(ClaudeRunner::new(ClaudeConfig::from_settings(settings, data_dir, env))),
+        Arc::new(ClaudeRunner::new(ClaudeConfig::from_settings(
+            settings, data_dir, env,
+        ))),
         max,
     );
     for r in extra {

@@ -13,3 +13,5 @@ mod runner_claude;
 mod runner_codex;
 mod runner_opencode;
 mod queue_crash;
+mod cli_service;
+mod local_api;

@@ -4,7 +4,6 @@
 //! started was run a second time.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use kimaki::core::{EnqueueMode, EventKind, JobId, JobQueue, JobState};
@@ -15,7 +14,6 @@ use rand::{Rng, SeedableRng};
 use crate::support::fake_llm::{FakeLlm, Route};
 use crate::support::kimaki_bin::Kimaki;
 use crate::support::queue_harness::new_job;
-use crate::support::runner_bins;
 
 const JOBS: usize = 200;
 const KILLS: usize = 20;
@@ -25,21 +23,6 @@ const FINAL_RUN_JOBS: usize = 20;
 
 fn marker(i: usize) -> String {
     format!("crash-job-{i:04}")
-}
-
-fn codex_home(home: &Path, llm: &FakeLlm) -> std::path::PathBuf {
-    let dir = home.join(".codex");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "model = \"{model}\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\nbase_url = \"{base}/v1\"\nenv_key = \"FAKE_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\n\n[analytics]\nenabled = false\n\n[features]\nplugins = false\n",
-            model = crate::support::fake_llm::MODEL,
-            base = llm.base_url()
-        ),
-    )
-    .unwrap();
-    dir
 }
 
 /// Pauses this thread for `d`: the test's subject is "kill at a random moment", so this is the
@@ -55,30 +38,10 @@ fn pause(d: Duration) {
 fn kill_9_loses_no_acknowledged_job_and_reruns_none() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let llm = rt.block_on(FakeLlm::start());
-    let k0 = Kimaki::new();
-    let home = k0.home.path().to_owned();
-    let codex_home = codex_home(&home, &llm);
-    let k = k0
-        .with_env("PATH", &runner_bins::runner_path_env().to_string_lossy())
-        .with_env("CODEX_HOME", &codex_home.display().to_string())
-        .with_env("FAKE_API_KEY", "sk-fake-crash-test")
-        .with_env("KIMAKI_RUNNER", "codex")
-        .with_env("CODEX_BIN", &runner_bins::codex_bin().display().to_string())
+    let (k, project) = Kimaki::new()
         .with_env("KIMAKI_MAX_CONCURRENT_JOBS", "4")
-        .with_env("KIMAKI_SHUTDOWN_GRACE_SECS", "2");
-    let project = home.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    let git = std::process::Command::new("git")
-        .arg("init")
-        .arg("-q")
-        .arg(&project)
-        .status()
-        .unwrap();
-    assert!(git.success());
-    assert_eq!(
-        k.run(&["project", "add", project.to_str().unwrap()]).code(),
-        0
-    );
+        .with_env("KIMAKI_SHUTDOWN_GRACE_SECS", "2")
+        .with_fake_codex(&llm);
 
     // 200 jobs queued while kimaki is stopped (acknowledged = enqueue returned).
     let mut acked: HashMap<String, JobId> = HashMap::new();

@@ -145,6 +145,41 @@ impl Kimaki {
         }
     }
 
+    /// Configures the real Codex runner (the default runner here) against `llm`, registers a
+    /// git project and returns its path.
+    pub fn with_fake_codex(self, llm: &super::fake_llm::FakeLlm) -> (Self, PathBuf) {
+        use super::runner_bins;
+        let codex_home = self.home.path().join(".codex");
+        std::fs::create_dir_all(&codex_home).unwrap();
+        std::fs::write(
+            codex_home.join("config.toml"),
+            format!(
+                "model = \"{model}\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\nbase_url = \"{base}/v1\"\nenv_key = \"FAKE_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\n\n[analytics]\nenabled = false\n\n[features]\nplugins = false\n",
+                model = super::fake_llm::MODEL,
+                base = llm.base_url()
+            ),
+        )
+        .unwrap();
+        let k = self
+            .with_env("PATH", &runner_bins::runner_path_env().to_string_lossy())
+            .with_env("CODEX_HOME", &codex_home.display().to_string())
+            .with_env("FAKE_API_KEY", "sk-fake-test-key")
+            .with_env("KIMAKI_RUNNER", "codex")
+            .with_env("CODEX_BIN", &runner_bins::codex_bin().display().to_string());
+        let project = k.home.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        let git = Command::new("git")
+            .arg("init")
+            .arg("-q")
+            .arg(&project)
+            .status()
+            .unwrap();
+        assert!(git.success());
+        let out = k.run(&["project", "add", project.to_str().unwrap()]);
+        assert_eq!(out.code(), 0, "{}", out.all());
+        (k, project)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("kimaki.log")).unwrap_or_default()
     }

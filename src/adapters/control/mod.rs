@@ -3,6 +3,7 @@
 //! commands use while the daemon runs. No TCP listener: the product needs no inbound port.
 
 pub mod client;
+pub mod http;
 pub mod lock;
 pub mod protocol;
 pub mod server;

@@ -63,6 +63,9 @@ pub enum SendTarget {
     Project(String),
     /// An existing session (lane), e.g. one a previous `send` printed.
     Session(String),
+    /// A session with a caller-chosen name in a registered project: created on first use,
+    /// continued afterwards.
+    NamedSession { project: String, session: String },
 }
 
 /// A prompt from a local client.
