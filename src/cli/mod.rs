@@ -14,6 +14,7 @@ mod send;
 mod service;
 mod start;
 mod status;
+mod upgrade;
 mod version;
 
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop the running instance gracefully.
     Stop(restart::RestartArgs),
+    /// Replace the kimaki executable and restart the running instance with the same flags.
+    Upgrade(upgrade::UpgradeArgs),
     /// Send a prompt to a project or session (queued durably; --wait streams the result).
     Send(Box<send::SendArgs>),
     /// Manage the project directories kimaki may work in.
@@ -138,6 +141,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Stop(args) => with_config(&cli.global, env, |loaded| {
             restart::run_stop(&cli.global, args, loaded)
+        }),
+        Command::Upgrade(args) => with_config(&cli.global, env, |loaded| {
+            upgrade::run(&cli.global, args, loaded)
         }),
         Command::Send(args) => with_config(&cli.global, env, |loaded| {
             send::run(&cli.global, *args, loaded)

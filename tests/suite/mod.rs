@@ -15,3 +15,4 @@ mod runner_opencode;
 mod queue_crash;
 mod cli_service;
 mod local_api;
+mod cli_upgrade;

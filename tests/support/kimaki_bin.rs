@@ -11,6 +11,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kimaki");
 
 /// One isolated kimaki installation: its own HOME and data dir, no inherited environment.
 pub struct Kimaki {
+    /// The executable to run (the build's own binary unless a test copies it elsewhere).
+    pub bin: PathBuf,
     pub home: tempfile::TempDir,
     pub data_dir: PathBuf,
     /// Extra environment for every command.
@@ -52,6 +54,7 @@ impl Kimaki {
         let home = tempfile::tempdir().unwrap();
         let data_dir = home.path().join("data");
         Self {
+            bin: PathBuf::from(BIN),
             home,
             data_dir,
             env: Vec::new(),
@@ -65,7 +68,7 @@ impl Kimaki {
 
     /// A command with a clean environment: a PATH without any runner CLIs, a private HOME.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&self.bin);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.home.path())
