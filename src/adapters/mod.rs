@@ -5,5 +5,7 @@
 pub mod claude;
 pub mod codex;
 pub mod control;
+pub mod mesh;
 pub mod opencode;
 pub mod process;
+pub mod scheduler;

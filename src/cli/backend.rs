@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::output::{exit, Failure};
 use crate::adapters::control::{ControlClient, ControlError, InstanceLock, LockError};
 use crate::config::Loaded;
+use crate::core::tasks::Tasks;
 use crate::core::{JobQueue, Workspaces};
 use crate::store::Store;
 
@@ -21,6 +22,7 @@ pub enum Backend {
 pub struct Direct {
     pub queue: JobQueue,
     pub workspaces: Workspaces,
+    pub tasks: Tasks,
     _lock: InstanceLock,
 }
 
@@ -60,7 +62,8 @@ impl Backend {
             .map_err(|e| Failure::new(exit::DATA, e.to_string()))?;
         Ok(Backend::Direct(Direct {
             queue: JobQueue::new(store.clone()),
-            workspaces: Workspaces::new(store),
+            workspaces: Workspaces::new(store.clone()),
+            tasks: Tasks::new(store),
             _lock: lock,
         }))
     }

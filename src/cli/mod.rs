@@ -14,6 +14,7 @@ mod send;
 mod service;
 mod start;
 mod status;
+mod task;
 mod upgrade;
 mod version;
 
@@ -103,6 +104,8 @@ pub enum Command {
     Send(Box<send::SendArgs>),
     /// Manage the project directories kimaki may work in.
     Project(project::ProjectArgs),
+    /// List or delete scheduled sends (`kimaki send --send-at`).
+    Task(task::TaskArgs),
     /// Run kimaki under the OS service manager (systemd user unit, launchd agent).
     Service(service::ServiceArgs),
     /// Print version information.
@@ -147,6 +150,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Send(args) => with_config(&cli.global, env, |loaded| {
             send::run(&cli.global, *args, loaded)
+        }),
+        Command::Task(args) => with_config(&cli.global, env, |loaded| {
+            task::run(&cli.global, args, loaded)
         }),
         Command::Service(args) => with_config(&cli.global, env, |loaded| {
             service::run(&cli.global, args, loaded)

@@ -16,6 +16,7 @@ use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
 use crate::adapters::control::{Call, ControlClient, ControlError};
 use crate::config::Loaded;
 use crate::core::events::{Outcome, TextStream};
+use crate::core::tasks::Task;
 use crate::core::{EventKind, JobEvent};
 use crate::runtime::intake;
 
@@ -66,6 +67,17 @@ pub struct SendArgs {
     /// Print JSON (with --wait: one event per line).
     #[arg(long)]
     pub json: bool,
+    /// Send later instead: an ISO-8601 UTC time (2026-03-01T09:00:00Z) once, or a cron
+    /// expression ("0 9 * * 1") repeatedly. Manage with `kimaki task`.
+    #[arg(long, value_name = "WHEN", conflicts_with_all = ["wait", "interrupt"])]
+    pub send_at: Option<String>,
+    /// Time zone of a cron --send-at: local (default), UTC, or an offset like +02:00.
+    #[arg(long, value_name = "ZONE", requires = "send_at")]
+    pub tz: Option<String>,
+    /// With --send-at: run each occurrence even if the previous one is still running (by default
+    /// that occurrence is skipped).
+    #[arg(long, requires = "send_at")]
+    pub allow_concurrency: bool,
 }
 
 pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, Failure> {
@@ -104,6 +116,16 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         source: None,
     };
     let rt = super::runtime()?;
+    if let Some(when) = args.send_at.clone() {
+        return rt.block_on(schedule(
+            &loaded,
+            req,
+            when,
+            args.tz.clone(),
+            args.allow_concurrency,
+            args.json,
+        ));
+    }
     rt.block_on(async move {
         let receipt = {
             let backend = Backend::connect(&loaded).await?;
@@ -112,15 +134,18 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
                     .call::<SendReceipt>(Call::Send(req))
                     .await
                     .map_err(control_failure)?,
-                Backend::Direct(d) => intake::send(
-                    &d.queue,
-                    &d.workspaces,
-                    &loaded.settings,
-                    &loaded.data_dir.attachments_dir(),
-                    req,
-                )
-                .await
-                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+                Backend::Direct(d) => {
+                    let attachments = loaded.data_dir.attachments_dir();
+                    let local = intake::Local {
+                        queue: &d.queue,
+                        workspaces: &d.workspaces,
+                        settings: &loaded.settings,
+                        attachments_dir: &attachments,
+                    };
+                    intake::send(&local, req)
+                        .await
+                        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?
+                }
             }
             // The backend (and with it any lock on the store) is released here, before waiting.
         };
@@ -158,6 +183,61 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         )
         .await
     })
+}
+
+async fn schedule(
+    loaded: &Loaded,
+    req: SendRequest,
+    when: String,
+    tz: Option<String>,
+    allow_concurrency: bool,
+    json: bool,
+) -> Result<u8, Failure> {
+    let backend = Backend::connect(loaded).await?;
+    let task: Task = match &backend {
+        Backend::Daemon(c) => c
+            .call(Call::ScheduleTask {
+                send: req,
+                when,
+                tz,
+                allow_concurrency,
+            })
+            .await
+            .map_err(control_failure)?,
+        Backend::Direct(d) => {
+            let attachments = loaded.data_dir.attachments_dir();
+            let local = intake::Local {
+                queue: &d.queue,
+                workspaces: &d.workspaces,
+                settings: &loaded.settings,
+                attachments_dir: &attachments,
+            };
+            crate::runtime::local_calls::schedule(
+                &local,
+                &d.tasks,
+                req,
+                &when,
+                tz.as_deref(),
+                allow_concurrency,
+            )
+            .await
+            .map_err(|e| Failure::new(exit::USAGE, e.message))?
+        }
+    };
+    if json {
+        print_json(&task)?;
+    } else {
+        let next = task
+            .next_due_ms
+            .map(crate::core::clock::rfc3339)
+            .unwrap_or_else(|| "never".to_owned());
+        println!("Scheduled {} — next run {next}.", task.id);
+        println!(
+            "List with `kimaki task list`, remove with `kimaki task delete {}`.",
+            task.id
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// `--project .` means the current directory; names and ids pass through.

@@ -12,6 +12,7 @@ pub mod interactions;
 pub mod job;
 pub mod queue;
 pub mod runner;
+pub mod tasks;
 pub mod transcribe;
 pub mod workspaces;
 

@@ -13,12 +13,18 @@ use super::wiring;
 use crate::adapters::control::http::HttpApi;
 use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
+use crate::adapters::mesh::{self, MeshDeps, MeshHandle};
+use crate::adapters::scheduler::{Scheduler, SystemClock};
 use crate::config::{keys, Loaded};
+use crate::core::tasks::Tasks;
 use crate::core::{
     clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces,
 };
 use crate::store::{Store, StoreError};
 use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
+
+/// How long the mesh link may take to send its last events and say goodbye.
+const MESH_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long after the drain the control socket stays up for final status calls.
 const CONTROL_LINGER: Duration = Duration::from_millis(0);
@@ -67,6 +73,9 @@ pub struct Daemon {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     dispatch_stop: CancellationToken,
     control_stop: CancellationToken,
+    intake_stop: CancellationToken,
+    mesh_stop: CancellationToken,
+    mesh: Option<MeshHandle>,
     lifecycle: LifecycleOut,
     store: Store,
     ready: ReadyInfo,
@@ -102,14 +111,18 @@ impl Daemon {
         let mut tasks = Vec::new();
 
         tracing::debug!(settings = %effective_settings(&loaded), "Effective settings.");
+        let workspaces = Workspaces::new(store.clone());
+        let scheduled = Tasks::new(store.clone());
+        let intake_stop = CancellationToken::new();
         let runners = Arc::new(wiring::runners(&loaded, &extra_runners));
-        for id in runners.ids() {
-            states.set(&format!("runner:{id}"), "ready", None);
-        }
+        tasks.push((
+            "runner-probe",
+            tokio::spawn(wiring::probe_runners(runners.clone(), states.clone())),
+        ));
         let grace = Duration::from_secs(loaded.settings.u64(keys::SHUTDOWN_GRACE_SECS));
         let dispatcher = Dispatcher::new(
             queue.clone(),
-            runners,
+            runners.clone(),
             DispatchOptions {
                 drain_grace: grace,
                 ..DispatchOptions::default()
@@ -119,6 +132,28 @@ impl Daemon {
             "dispatcher",
             tokio::spawn(dispatcher.run(dispatch_stop.clone())),
         ));
+        let scheduler = Scheduler::new(scheduled.clone(), queue.clone(), Arc::new(SystemClock))
+            .with_health(states.clone());
+        tasks.push((
+            "scheduler",
+            tokio::spawn(scheduler.run(intake_stop.clone())),
+        ));
+        let mesh_stop = CancellationToken::new();
+        let mesh_config = wiring::mesh(&loaded);
+        let has_mesh = mesh_config.is_some();
+        let mesh = mesh_config.map(|config| {
+            mesh::spawn(
+                config,
+                MeshDeps {
+                    queue: queue.clone(),
+                    workspaces: workspaces.clone(),
+                    runners: runners.clone(),
+                    health: states.clone(),
+                    store: store.clone(),
+                },
+                mesh_stop.clone(),
+            )
+        });
 
         let socket = data_dir.socket();
         let server = ControlServer::bind(&socket).map_err(|source| DaemonError::ControlSocket {
@@ -128,7 +163,8 @@ impl Daemon {
         let handler = Arc::new(Handler {
             exe: exe.clone(),
             dump_dir: data_dir.root().to_owned(),
-            workspaces: Workspaces::new(store.clone()),
+            workspaces: workspaces.clone(),
+            tasks: scheduled.clone(),
             settings: loaded.settings.clone(),
             attachments_dir: data_dir.attachments_dir(),
             queue: queue.clone(),
@@ -166,9 +202,7 @@ impl Daemon {
             }
         }
 
-        let local_only = !loaded.settings.is_set(keys::BOT_TOKEN)
-            && !loaded.settings.is_set(keys::MESH_URL)
-            && !loaded.settings.is_set(keys::MESH_ENDPOINTS);
+        let local_only = !loaded.settings.is_set(keys::BOT_TOKEN) && !has_mesh;
 
         let adapters: Vec<AdapterSummary> = states
             .snapshot()
@@ -208,6 +242,9 @@ impl Daemon {
             tasks,
             dispatch_stop,
             control_stop,
+            intake_stop,
+            mesh_stop,
+            mesh,
             lifecycle,
             store,
             ready,
@@ -253,6 +290,7 @@ impl Daemon {
         });
         // 1. Stop intake: nothing new is accepted; queued jobs stay on disk for the next start.
         self.queue.stop_intake();
+        self.intake_stop.cancel();
         // 2–3. Drain running jobs within the grace period, then cancel the rest.
         self.dispatch_stop.cancel();
         let mut tasks = self.tasks;
@@ -262,7 +300,17 @@ impl Daemon {
                 tracing::error!(error = %e, "The dispatcher ended abnormally.");
             }
         }
-        // 4. Flush.
+        // 4. Flush: the mesh link sends the final events of drained jobs before it closes
+        // (anything it cannot send now is in its durable outbox for the next start).
+        self.mesh_stop.cancel();
+        if let Some(mesh) = self.mesh {
+            if tokio::time::timeout(MESH_CLOSE_TIMEOUT, mesh.stopped())
+                .await
+                .is_err()
+            {
+                tracing::warn!("The mesh link did not close in time; its outbox keeps the rest.");
+            }
+        }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "Final store flush failed.");
         }
@@ -351,6 +399,7 @@ impl StopHandle {
 }
 
 struct Handler {
+    tasks: Tasks,
     exe: String,
     dump_dir: std::path::PathBuf,
     queue: JobQueue,
@@ -467,14 +516,13 @@ impl ControlHandler for Handler {
             }
             _ => {}
         }
-        super::local_calls::handle(
-            call,
-            &self.queue,
-            &self.workspaces,
-            &self.settings,
-            &self.attachments_dir,
-        )
-        .await
+        let local = super::intake::Local {
+            queue: &self.queue,
+            workspaces: &self.workspaces,
+            settings: &self.settings,
+            attachments_dir: &self.attachments_dir,
+        };
+        super::local_calls::handle(call, &local, &self.tasks).await
     }
 
     async fn follow(

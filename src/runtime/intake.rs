@@ -46,14 +46,44 @@ impl SendError {
     }
 }
 
+/// What a local request needs to resolve against.
+pub struct Local<'a> {
+    pub queue: &'a JobQueue,
+    pub workspaces: &'a Workspaces,
+    pub settings: &'a Settings,
+    pub attachments_dir: &'a Path,
+}
+
 /// Resolves, copies attachments, and enqueues. Durable when it returns.
-pub async fn send(
-    queue: &JobQueue,
-    workspaces: &Workspaces,
-    settings: &Settings,
-    attachments_dir: &Path,
-    req: SendRequest,
-) -> Result<SendReceipt, SendError> {
+pub async fn send(local: &Local<'_>, req: SendRequest) -> Result<SendReceipt, SendError> {
+    let mode = if req.interrupt {
+        EnqueueMode::Interrupt
+    } else {
+        EnqueueMode::Queue
+    };
+    let (new, _) = prepare(local, req).await?;
+    let workspace = new.workspace.clone();
+    let Enqueued {
+        record, position, ..
+    } = local.queue.enqueue(new, mode).await?;
+    Ok(SendReceipt {
+        job_id: record.job.id.to_string(),
+        lane: record.job.lane.to_string(),
+        workspace: workspace.display().to_string(),
+        position,
+    })
+}
+
+/// The job a request describes, not yet enqueued, and whether it starts a new session (so a
+/// scheduled repetition should start a new one each time too).
+pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, bool), SendError> {
+    let Local {
+        queue,
+        workspaces,
+        settings,
+        attachments_dir,
+    } = *local;
+    let new_session = matches!(req.target, SendTarget::Project(_));
     let (lane, workspace, lane_runner) = match &req.target {
         SendTarget::Project(key) => {
             let ws = workspaces
@@ -115,20 +145,7 @@ pub async fn send(
         held: false,
         voice: None,
     };
-    let mode = if req.interrupt {
-        EnqueueMode::Interrupt
-    } else {
-        EnqueueMode::Queue
-    };
-    let Enqueued {
-        record, position, ..
-    } = queue.enqueue(new, mode).await?;
-    Ok(SendReceipt {
-        job_id: record.job.id.to_string(),
-        lane: record.job.lane.to_string(),
-        workspace: workspace.display().to_string(),
-        position,
-    })
+    Ok((new, new_session))
 }
 
 /// Copies files into the data dir so a queued job still has them if the originals move.

@@ -5,12 +5,10 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use super::intake::{self, SendError};
-use crate::adapters::control::protocol::{Call, CallError};
-use crate::config::Settings;
-use crate::core::{
-    CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError, Workspaces,
-};
+use super::intake::{self, Local, SendError};
+use crate::adapters::control::protocol::{Call, CallError, SendRequest};
+use crate::core::tasks::{self, Task, TaskError, Tasks};
+use crate::core::{CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError};
 
 /// Events buffered towards one `follow` client; a slower client makes the task wait, and the
 /// task reads from the store, so nothing is lost.
@@ -18,18 +16,25 @@ const FOLLOW_BUFFER: usize = 256;
 
 pub async fn handle(
     call: Call,
-    queue: &JobQueue,
-    workspaces: &Workspaces,
-    settings: &Settings,
-    attachments_dir: &Path,
+    local: &Local<'_>,
+    tasks: &Tasks,
 ) -> Result<serde_json::Value, CallError> {
+    let Local {
+        queue, workspaces, ..
+    } = *local;
     match call {
         Call::Send(req) => {
-            let receipt = intake::send(queue, workspaces, settings, attachments_dir, req)
-                .await
-                .map_err(send_error)?;
+            let receipt = intake::send(local, req).await.map_err(send_error)?;
             to_json(&receipt)
         }
+        Call::ScheduleTask {
+            send,
+            when,
+            tz,
+            allow_concurrency,
+        } => to_json(&schedule(local, tasks, send, &when, tz.as_deref(), allow_concurrency).await?),
+        Call::TaskList => to_json(&tasks.list().map_err(task_error)?),
+        Call::TaskDelete { id } => to_json(&tasks.delete(&id).await.map_err(task_error)?),
         Call::Cancel { job_id } => {
             let outcome = queue
                 .cancel(&JobId::new(job_id), CancelReason::User)
@@ -61,6 +66,33 @@ pub async fn handle(
             "bad_request",
             "this call is handled by the daemon itself",
         )),
+    }
+}
+
+/// Stores a scheduled send; the job template is resolved now, like an immediate send.
+pub async fn schedule(
+    local: &Local<'_>,
+    tasks: &Tasks,
+    send: SendRequest,
+    when: &str,
+    tz: Option<&str>,
+    allow_concurrency: bool,
+) -> Result<Task, CallError> {
+    let zone = tasks::parse_zone(tz.unwrap_or("local")).map_err(task_error)?;
+    let now = crate::core::clock::now_ms();
+    let schedule = tasks::parse_when(when, zone, now).map_err(task_error)?;
+    let (template, new_session) = intake::prepare(local, send).await.map_err(send_error)?;
+    tasks
+        .add(schedule, template, new_session, allow_concurrency, now)
+        .await
+        .map_err(task_error)
+}
+
+fn task_error(e: TaskError) -> CallError {
+    match e {
+        TaskError::Store(_) => CallError::new("internal", e.to_string()),
+        TaskError::Unknown(_) => CallError::new("not_found", e.to_string()),
+        _ => CallError::new("bad_request", e.to_string()),
     }
 }
 

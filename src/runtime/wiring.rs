@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
+use crate::adapters::mesh::MeshConfig;
 use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
 use crate::config::{keys, Loaded};
-use crate::core::{Runner, RunnerSet};
+use crate::core::{Health, Runner, RunnerSet};
 
 /// Every runner kimaki can drive, plus any the embedding program adds (tests, benchmarks).
 /// A runner whose program is missing is still registered: its jobs fail with a clear
@@ -37,4 +38,23 @@ pub(super) fn runners(loaded: &Loaded, extra: &[Arc<dyn Runner>]) -> RunnerSet {
         set.add(r.clone(), max);
     }
     set
+}
+
+/// The mesh link, when `MESH_URL` or `MESH_ENDPOINTS` is set.
+pub(super) fn mesh(loaded: &Loaded) -> Option<MeshConfig> {
+    MeshConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
+}
+
+/// Reports each runner's installation (version, or why it is unavailable) in `status`.
+pub(super) async fn probe_runners(runners: Arc<RunnerSet>, health: Health) {
+    for runner in runners.runners() {
+        let name = format!("runner:{}", runner.id());
+        health.set(&name, "probing", None);
+        let info = runner.probe().await;
+        if info.available {
+            health.set(&name, "ready", info.version.map(|v| format!("version {v}")));
+        } else {
+            health.set(&name, "unavailable", info.reason);
+        }
+    }
 }

@@ -40,13 +40,15 @@ pub enum Tree {
     Interactions,
     /// workspace id → registered project directory.
     Workspaces,
+    /// task id → scheduled task.
+    Tasks,
     /// Adapter-owned durable maps (mesh outbox, Discord channel ↔ directory, …), keyed by a
     /// namespace prefix the adapter owns.
     Adapter,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Meta,
         Tree::Jobs,
         Tree::LaneQueue,
@@ -55,6 +57,7 @@ impl Tree {
         Tree::EventLog,
         Tree::Interactions,
         Tree::Workspaces,
+        Tree::Tasks,
         Tree::Adapter,
     ];
 
@@ -68,6 +71,7 @@ impl Tree {
             Tree::EventLog => "event_log",
             Tree::Interactions => "interactions",
             Tree::Workspaces => "workspaces",
+            Tree::Tasks => "tasks",
             Tree::Adapter => "adapter",
         }
     }
@@ -82,7 +86,8 @@ impl Tree {
             Tree::EventLog => 5,
             Tree::Interactions => 6,
             Tree::Workspaces => 7,
-            Tree::Adapter => 8,
+            Tree::Tasks => 8,
+            Tree::Adapter => 9,
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod fake_llm;
 pub mod runner_bins;
 pub mod kimaki_bin;
 pub mod poll;
+pub mod coordinator;

@@ -105,10 +105,13 @@ impl ControlClient {
         reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
     ) -> Result<Response, ControlError> {
         let mut line = String::new();
-        let n = reader.read_line(&mut line).await.map_err(|e| ControlError::Io {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })?;
+        let n = reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| ControlError::Io {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
         if n == 0 {
             return Err(ControlError::Io {
                 path: self.path.clone(),

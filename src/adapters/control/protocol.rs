@@ -43,7 +43,24 @@ pub enum Call {
         after_seq: u64,
     },
     /// Stop a job (queued: it never runs; running: it is cancelled).
-    Cancel { job_id: String },
+    Cancel {
+        job_id: String,
+    },
+    /// Store a scheduled send: `when` is an ISO-8601 UTC instant or a cron expression read in
+    /// `tz` (`local` by default, `UTC`, or an offset like `+02:00`).
+    ScheduleTask {
+        send: SendRequest,
+        when: String,
+        #[serde(default)]
+        tz: Option<String>,
+        /// Fire even while the previous occurrence still runs.
+        #[serde(default)]
+        allow_concurrency: bool,
+    },
+    TaskList,
+    TaskDelete {
+        id: String,
+    },
     /// Register a project directory.
     ProjectAdd {
         path: String,
@@ -52,7 +69,9 @@ pub enum Call {
     },
     ProjectList,
     /// Forget a project (by id, name or path); its files are untouched.
-    ProjectRemove { key: String },
+    ProjectRemove {
+        key: String,
+    },
 }
 
 /// Where a prompt goes.
@@ -113,7 +132,6 @@ impl SendRequest {
         }
     }
 }
-
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
