@@ -2,7 +2,7 @@
 //! or — when none runs — straight into the store, holding the instance lock meanwhile so a
 //! daemon cannot start halfway through.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::output::{exit, Failure};
 use crate::adapters::control::{ControlClient, ControlError, InstanceLock, LockError};
@@ -13,6 +13,10 @@ use crate::store::Store;
 
 /// Local calls answer in milliseconds; this bounds a wedged daemon.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a command waits for a daemon that is starting (or another command) to settle.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 pub enum Backend {
     Daemon(ControlClient),
@@ -29,31 +33,39 @@ pub struct Direct {
 impl Backend {
     pub async fn connect(loaded: &Loaded) -> Result<Self, Failure> {
         let client = ControlClient::new(&loaded.data_dir.socket(), CALL_TIMEOUT);
-        match client
-            .call::<serde_json::Value>(crate::adapters::control::Call::Status)
-            .await
-        {
-            Ok(_) => return Ok(Backend::Daemon(client)),
-            Err(ControlError::NotRunning(_)) => {}
-            Err(e) => return Err(Failure::new(exit::UNAVAILABLE, e.to_string())),
-        }
         loaded
             .data_dir
             .ensure()
             .map_err(|e| Failure::new(exit::CONFIG, e.to_string()))?;
-        let lock = match InstanceLock::acquire(&loaded.data_dir.lock_file()) {
-            Ok(l) => l,
-            Err(LockError::Held { pid, .. }) => {
-                return Err(Failure::new(
-                    exit::UNAVAILABLE,
-                    format!(
-                        "kimaki{} holds this data dir but its control socket does not answer",
-                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-                    ),
-                )
-                .hint("wait for it to finish starting, or restart it"))
+        // The lock without an answering socket means a daemon that is still starting (or
+        // another short CLI command): wait for one of the two to settle.
+        let deadline = Instant::now() + SETTLE_WAIT;
+        let lock = loop {
+            match client
+                .call::<serde_json::Value>(crate::adapters::control::Call::Status)
+                .await
+            {
+                Ok(_) => return Ok(Backend::Daemon(client)),
+                Err(ControlError::NotRunning(_)) => {}
+                Err(e) => return Err(Failure::new(exit::UNAVAILABLE, e.to_string())),
             }
-            Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
+            match InstanceLock::acquire(&loaded.data_dir.lock_file()) {
+                Ok(l) => break l,
+                Err(LockError::Held { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(SETTLE_POLL).await;
+                }
+                Err(LockError::Held { pid, .. }) => {
+                    return Err(Failure::new(
+                        exit::UNAVAILABLE,
+                        format!(
+                            "kimaki{} holds this data dir but its control socket does not answer",
+                            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                        ),
+                    )
+                    .hint("wait for it to finish starting, or restart it"))
+                }
+                Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
+            }
         };
         let path = loaded.data_dir.store_dir();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))

@@ -12,6 +12,7 @@ mod project;
 mod restart;
 mod send;
 mod service;
+mod session;
 mod start;
 mod status;
 mod task;
@@ -104,6 +105,8 @@ pub enum Command {
     Send(Box<send::SendArgs>),
     /// Manage the project directories kimaki may work in.
     Project(project::ProjectArgs),
+    /// List sessions (conversations) and their state.
+    Session(session::SessionArgs),
     /// List or delete scheduled sends (`kimaki send --send-at`).
     Task(task::TaskArgs),
     /// Run kimaki under the OS service manager (systemd user unit, launchd agent).
@@ -150,6 +153,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Send(args) => with_config(&cli.global, env, |loaded| {
             send::run(&cli.global, *args, loaded)
+        }),
+        Command::Session(args) => with_config(&cli.global, env, |loaded| {
+            session::run(&cli.global, args, loaded)
         }),
         Command::Task(args) => with_config(&cli.global, env, |loaded| {
             task::run(&cli.global, args, loaded)

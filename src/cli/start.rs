@@ -15,6 +15,9 @@ use crate::telemetry::{self, sse, LogOptions, Redactor};
 /// Extra time, beyond the running instance's grace period, that a takeover waits for it to exit.
 const TAKEOVER_MARGIN: Duration = Duration::from_secs(20);
 
+/// How long `start` waits for a CLI command that briefly holds the data dir (it has no socket).
+const CLI_LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// How often a takeover checks whether the old instance released the lock.
 const TAKEOVER_POLL: Duration = Duration::from_millis(50);
 
@@ -168,7 +171,24 @@ async fn take_lock(loaded: &Loaded, takeover: bool) -> Result<InstanceLock, Fail
             ask_to_stop(loaded, pid).await?;
         }
         Err(e @ LockError::Held { .. }) => {
-            return Err(Failure::new(exit::UNAVAILABLE, e.to_string()))
+            // A daemon answers on its socket; a short CLI command (send, project add) holding
+            // the store for a moment does not: wait for that one instead of refusing.
+            let client = ControlClient::new(&loaded.data_dir.socket(), Duration::from_secs(2));
+            if client.call::<serde_json::Value>(Call::Status).await.is_ok() {
+                return Err(Failure::new(exit::UNAVAILABLE, e.to_string()));
+            }
+            let deadline = Instant::now() + CLI_LOCK_WAIT;
+            loop {
+                tokio::time::sleep(TAKEOVER_POLL).await;
+                match InstanceLock::acquire(&path) {
+                    Ok(l) => return Ok(l),
+                    Err(LockError::Held { .. }) if Instant::now() < deadline => {}
+                    Err(e @ LockError::Held { .. }) => {
+                        return Err(Failure::new(exit::UNAVAILABLE, e.to_string()))
+                    }
+                    Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
+                }
+            }
         }
         Err(e) => return Err(Failure::new(exit::DATA, e.to_string())),
     }

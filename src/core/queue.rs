@@ -288,6 +288,19 @@ impl JobQueue {
         Ok(self.inner.store.get(Tree::Lanes, lane.as_str())?)
     }
 
+    /// Every lane (conversation) kimaki knows, most recently active first.
+    pub fn lanes(&self) -> Result<Vec<LaneRecord>> {
+        let mut all: Vec<LaneRecord> = self
+            .inner
+            .store
+            .scan_all::<LaneRecord>(Tree::Lanes)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
+        all.sort_by_key(|l| std::cmp::Reverse(l.last_activity_at));
+        Ok(all)
+    }
+
     /// The queued jobs of a lane, in the order they will run.
     pub fn queued_in_lane(&self, lane: &LaneId) -> Result<Vec<JobRecord>> {
         let mut out = Vec::new();

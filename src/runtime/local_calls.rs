@@ -6,7 +6,7 @@ use std::path::Path;
 use tokio::sync::mpsc;
 
 use super::intake::{self, Local, SendError};
-use crate::adapters::control::protocol::{Call, CallError, SendRequest};
+use crate::adapters::control::protocol::{Call, CallError, SendRequest, SessionSummary};
 use crate::core::tasks::{self, Task, TaskError, Tasks};
 use crate::core::{CancelOutcome, CancelReason, JobId, JobQueue, QueueError, WorkspaceError};
 
@@ -34,6 +34,7 @@ pub async fn handle(
             allow_concurrency,
         } => to_json(&schedule(local, tasks, send, &when, tz.as_deref(), allow_concurrency).await?),
         Call::TaskList => to_json(&tasks.list().map_err(task_error)?),
+        Call::SessionList { project } => to_json(&sessions(local, project.as_deref())?),
         Call::TaskDelete { id } => to_json(&tasks.delete(&id).await.map_err(task_error)?),
         Call::Cancel { job_id } => {
             let outcome = queue
@@ -67,6 +68,59 @@ pub async fn handle(
             "this call is handled by the daemon itself",
         )),
     }
+}
+
+/// Sessions with their queue state; `project` filters by directory, name or id.
+pub fn sessions(
+    local: &Local<'_>,
+    project: Option<&str>,
+) -> Result<Vec<SessionSummary>, CallError> {
+    let filter = match project {
+        Some(key) => Some(
+            local
+                .workspaces
+                .find(key)
+                .map_err(workspace_error)?
+                .ok_or_else(|| {
+                    CallError::new("not_found", format!("{key} is not a registered project"))
+                })?
+                .path,
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for lane in local.queue.lanes().map_err(queue_error)? {
+        if filter
+            .as_ref()
+            .is_some_and(|p| !lane.workspace.starts_with(p))
+        {
+            continue;
+        }
+        let queued = local
+            .queue
+            .queued_in_lane(&lane.lane)
+            .map_err(queue_error)?
+            .len();
+        let running_job = local.queue.active_job(&lane.lane).map(|j| j.to_string());
+        let state = if running_job.is_some() {
+            "running"
+        } else if queued > 0 {
+            "queued"
+        } else {
+            "idle"
+        };
+        out.push(SessionSummary {
+            session: lane.lane.to_string(),
+            runner: lane.runner.to_string(),
+            workspace: lane.workspace.display().to_string(),
+            runner_session: lane.runner_session_id.clone(),
+            state: state.to_owned(),
+            queued,
+            running_job,
+            last_activity_at: lane.last_activity_at,
+        });
+    }
+    Ok(out)
 }
 
 /// Stores a scheduled send; the job template is resolved now, like an immediate send.

@@ -32,3 +32,4 @@ mod mesh_node_interop;
 mod mesh_real_runner;
 mod mesh_register_and_advertise;
 mod mesh_token_rejected;
+mod cli_send;

@@ -61,6 +61,11 @@ pub enum Call {
     TaskDelete {
         id: String,
     },
+    /// Sessions (lanes), optionally only those of one project.
+    SessionList {
+        #[serde(default)]
+        project: Option<String>,
+    },
     /// Register a project directory.
     ProjectAdd {
         path: String,
@@ -194,6 +199,25 @@ pub struct QueueStatus {
     pub queued: usize,
     pub running: usize,
     pub lanes: Vec<LaneStatus>,
+}
+
+/// One session as `session list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// The lane: `discord:<thread id>`, `cli:<id>`, `mesh:<id>`, …
+    pub session: String,
+    pub runner: String,
+    pub workspace: String,
+    /// The runner's own session id (continued by the next prompt).
+    #[serde(default)]
+    pub runner_session: Option<String>,
+    /// `running`, `queued` or `idle`.
+    pub state: String,
+    pub queued: usize,
+    #[serde(default)]
+    pub running_job: Option<String>,
+    /// Unix milliseconds.
+    pub last_activity_at: i64,
 }
 
 /// What `status` reports.
