@@ -3,6 +3,7 @@
 //! Results and the command that produced them are recorded in docs/benchmarks.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
+#[allow(dead_code)] // shared with the tests, which use more of it
 #[path = "../tests/support/echo_runner.rs"]
 mod echo_runner;
 
