@@ -20,7 +20,7 @@ const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 pub enum Backend {
     Daemon(ControlClient),
-    Direct(Direct),
+    Direct(Box<Direct>),
 }
 
 pub struct Direct {
@@ -72,12 +72,12 @@ impl Backend {
             .await
             .map_err(|e| Failure::new(exit::FAILURE, e.to_string()))?
             .map_err(|e| Failure::new(exit::DATA, e.to_string()))?;
-        Ok(Backend::Direct(Direct {
+        Ok(Backend::Direct(Box::new(Direct {
             queue: JobQueue::new(store.clone()),
             workspaces: Workspaces::new(store.clone()),
             tasks: Tasks::new(store),
             _lock: lock,
-        }))
+        })))
     }
 }
 
