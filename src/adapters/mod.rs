@@ -9,3 +9,4 @@ pub mod mesh;
 pub mod opencode;
 pub mod process;
 pub mod scheduler;
+pub mod voice;

@@ -117,6 +117,7 @@ pub fn run(_global: &GlobalArgs, args: DoctorArgs, loaded: Loaded) -> Result<u8,
             check_mesh(&loaded, &mut report).await;
         });
     }
+    check_voice(&loaded, &mut report);
     check_disk(&loaded, &mut report);
 
     let failed = report.failed();
@@ -619,6 +620,18 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         "connection failed".to_owned()
     } else {
         "request failed".to_owned()
+    }
+}
+
+fn check_voice(loaded: &Loaded, r: &mut Report) {
+    match crate::runtime::voice_report(loaded) {
+        Ok((chain, skipped)) => {
+            r.pass("voice", format!("voice messages are transcribed by {chain}"));
+            for s in skipped {
+                r.warn("voice", s, "set its key or remove it from KIMAKI_TRANSCRIPTION_PROVIDERS");
+            }
+        }
+        Err((reason, fix)) => r.add("voice", Status::Skip, format!("voice messages off: {reason}"), Some(fix)),
     }
 }
 

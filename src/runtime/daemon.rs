@@ -120,7 +120,7 @@ impl Daemon {
             tokio::spawn(wiring::probe_runners(runners.clone(), states.clone())),
         ));
         let grace = Duration::from_secs(loaded.settings.u64(keys::SHUTDOWN_GRACE_SECS));
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             queue.clone(),
             runners.clone(),
             DispatchOptions {
@@ -128,6 +128,9 @@ impl Daemon {
                 ..DispatchOptions::default()
             },
         );
+        if let Some(transcriber) = wiring::voice(&loaded, &states) {
+            dispatcher = dispatcher.with_transcriber(transcriber);
+        }
         tasks.push((
             "dispatcher",
             tokio::spawn(dispatcher.run(dispatch_stop.clone())),

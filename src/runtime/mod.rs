@@ -8,4 +8,6 @@ pub mod local_calls;
 pub mod process;
 mod wiring;
 
+pub use wiring::voice_report;
+
 pub use daemon::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopHandle, StopRequest};

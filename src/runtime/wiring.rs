@@ -6,8 +6,9 @@ use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
 use crate::adapters::mesh::MeshConfig;
 use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
+use crate::adapters::voice::{VoiceConfig, VoiceTranscriber};
 use crate::config::{keys, Loaded};
-use crate::core::{Health, Runner, RunnerSet};
+use crate::core::{Health, Runner, RunnerSet, Transcriber};
 
 /// Every runner kimaki can drive, plus any the embedding program adds (tests, benchmarks).
 /// A runner whose program is missing is still registered: its jobs fail with a clear
@@ -56,5 +57,36 @@ pub(super) async fn probe_runners(runners: Arc<RunnerSet>, health: Health) {
         } else {
             health.set(&name, "unavailable", info.reason);
         }
+    }
+}
+
+/// The transcriber for voice messages, when a provider is configured; `status` says why not.
+pub(super) fn voice(loaded: &Loaded, health: &Health) -> Option<Arc<dyn Transcriber>> {
+    match VoiceConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env) {
+        Ok(config) => {
+            let summary = config.describe();
+            match VoiceTranscriber::new(config) {
+                Ok(t) => {
+                    health.set("voice", "ready", Some(summary));
+                    Some(Arc::new(t))
+                }
+                Err(e) => {
+                    health.set("voice", "failed", Some(e.to_string()));
+                    None
+                }
+            }
+        }
+        Err(off) => {
+            health.set("voice", "disabled", Some(off.reason));
+            None
+        }
+    }
+}
+
+/// What `doctor` says about voice messages: the provider chain, or why there is none.
+pub fn voice_report(loaded: &Loaded) -> Result<(String, Vec<String>), (String, String)> {
+    match VoiceConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env) {
+        Ok(config) => Ok((config.describe(), config.skipped.clone())),
+        Err(off) => Err((off.reason, off.fix)),
     }
 }

@@ -10,3 +10,4 @@ pub mod runner_bins;
 pub mod kimaki_bin;
 pub mod poll;
 pub mod coordinator;
+pub mod fake_transcriber;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kimaki::core::{
     DispatchOptions, Dispatcher, EnqueueMode, EventKind, JobEvent, JobId, JobQueue, JobSource,
-    LaneId, NewJob, Outcome, PermissionPolicy, Runner, RunnerId, RunnerSet,
+    LaneId, NewJob, Outcome, PermissionPolicy, Runner, RunnerId, RunnerSet, Transcriber,
 };
 use kimaki::store::Store;
 use tokio::task::JoinHandle;
@@ -41,6 +41,28 @@ impl QueueHarness {
         runners: Vec<(Arc<dyn Runner>, usize)>,
         options: DispatchOptions,
     ) -> Self {
+        Self::start_full(store_path, runners, options, None).await
+    }
+
+    /// Like [`QueueHarness::start`], with voice jobs transcribed by `transcriber`.
+    pub async fn start_with_transcriber(
+        store_path: &Path,
+        runners: Vec<(Arc<dyn Runner>, usize)>,
+        transcriber: Arc<dyn Transcriber>,
+    ) -> Self {
+        let options = DispatchOptions {
+            cancel_grace: Duration::from_secs(5),
+            drain_grace: Duration::from_secs(5),
+        };
+        Self::start_full(store_path, runners, options, Some(transcriber)).await
+    }
+
+    async fn start_full(
+        store_path: &Path,
+        runners: Vec<(Arc<dyn Runner>, usize)>,
+        options: DispatchOptions,
+        transcriber: Option<Arc<dyn Transcriber>>,
+    ) -> Self {
         let path = store_path.to_owned();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))
             .await
@@ -53,7 +75,10 @@ impl QueueHarness {
             set.add(r, max);
         }
         let stop = CancellationToken::new();
-        let dispatcher = Dispatcher::new(queue.clone(), Arc::new(set), options);
+        let mut dispatcher = Dispatcher::new(queue.clone(), Arc::new(set), options);
+        if let Some(t) = transcriber {
+            dispatcher = dispatcher.with_transcriber(t);
+        }
         let handle = tokio::spawn(dispatcher.run(stop.clone()));
         Self {
             queue,
