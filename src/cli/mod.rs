@@ -18,6 +18,7 @@ mod status;
 mod task;
 mod upgrade;
 mod version;
+mod worktree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +110,8 @@ pub enum Command {
     Session(session::SessionArgs),
     /// List or delete scheduled sends (`kimaki send --send-at`).
     Task(task::TaskArgs),
+    /// Create, list, merge back and remove git worktrees of a project.
+    Worktree(worktree::WorktreeArgs),
     /// Run kimaki under the OS service manager (systemd user unit, launchd agent).
     Service(service::ServiceArgs),
     /// Print version information.
@@ -159,6 +162,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Task(args) => with_config(&cli.global, env, |loaded| {
             task::run(&cli.global, args, loaded)
+        }),
+        Command::Worktree(args) => with_config(&cli.global, env, |loaded| {
+            worktree::run(&cli.global, args, loaded)
         }),
         Command::Service(args) => with_config(&cli.global, env, |loaded| {
             service::run(&cli.global, args, loaded)

@@ -14,6 +14,7 @@ use super::output::{exit, print_json, Failure};
 use super::GlobalArgs;
 use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
 use crate::adapters::control::{Call, ControlClient, ControlError};
+use crate::adapters::git::GitWorktrees;
 use crate::config::Loaded;
 use crate::core::events::{Outcome, TextStream};
 use crate::core::tasks::Task;
@@ -30,6 +31,7 @@ Examples:
   kimaki send --project api --prompt - < task.md --wait          prompt from stdin; wait for the result
   kimaki send --session cli:01JD… --prompt \"Now add a test\"        continue that session
   kimaki send --project api --prompt \"Summarize\" --wait --json   events as JSON lines
+  kimaki send --project api --prompt \"Add login\" --worktree login   in ../.worktrees/login, branch opencode/login
 
 Exit status with --wait: 0 when the job succeeded, 1 otherwise. Without --wait the job is queued
 and the command returns at once (also when kimaki is not running: it runs at the next start).")]
@@ -55,6 +57,11 @@ pub struct SendArgs {
     /// Agent for this prompt.
     #[arg(long)]
     pub agent: Option<String>,
+    /// Work in the git worktree NAME of the project (branch opencode/NAME, directory
+    /// ../.worktrees/NAME next to it): created from HEAD on first use, reused afterwards; any
+    /// existing worktree of that name works too. See `kimaki worktree`.
+    #[arg(long, value_name = "NAME", conflicts_with = "session")]
+    pub worktree: Option<String>,
     /// Stop the session's running job and run this one next (default: queue behind it).
     #[arg(long)]
     pub interrupt: bool,
@@ -114,6 +121,7 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         agent: args.agent.clone(),
         interrupt: args.interrupt,
         source: None,
+        worktree: args.worktree.clone(),
     };
     let rt = super::runtime()?;
     if let Some(when) = args.send_at.clone() {
@@ -141,6 +149,7 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
                         workspaces: &d.workspaces,
                         settings: &loaded.settings,
                         attachments_dir: &attachments,
+                        worktrees: &GitWorktrees::new(),
                     };
                     intake::send(&local, req)
                         .await
@@ -162,6 +171,9 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
                     "Queued {} in session {} ({when}).",
                     receipt.job_id, receipt.lane
                 );
+                if args.worktree.is_some() {
+                    println!("It works in {}.", receipt.workspace);
+                }
                 println!(
                     "Continue this session: kimaki send --session {} --prompt …",
                     receipt.lane
@@ -211,6 +223,7 @@ async fn schedule(
                 workspaces: &d.workspaces,
                 settings: &loaded.settings,
                 attachments_dir: &attachments,
+                worktrees: &GitWorktrees::new(),
             };
             crate::runtime::local_calls::schedule(
                 &local,

@@ -57,6 +57,7 @@ pub fn run(_global: &GlobalArgs, args: SessionArgs, loaded: Loaded) -> Result<u8
                     workspaces: &d.workspaces,
                     settings: &loaded.settings,
                     attachments_dir: &attachments,
+                    worktrees: &crate::adapters::git::GitWorktrees::new(),
                 };
                 local_calls::sessions(&local, project.as_deref())
                     .map_err(|e| Failure::new(exit::USAGE, e.message))?

@@ -15,6 +15,7 @@ pub mod runner;
 pub mod tasks;
 pub mod transcribe;
 pub mod workspaces;
+pub mod worktrees;
 
 pub use dispatch::{DispatchOptions, Dispatcher, RunnerSet};
 pub use events::{
@@ -34,3 +35,4 @@ pub use runner::{
 };
 pub use transcribe::{Transcriber, Transcript};
 pub use workspaces::{Workspace, WorkspaceError, Workspaces};
+pub use worktrees::{WorktreeError, WorktreeInfo, Worktrees};

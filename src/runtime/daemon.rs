@@ -13,12 +13,13 @@ use super::wiring;
 use crate::adapters::control::http::HttpApi;
 use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
+use crate::adapters::git::GitWorktrees;
 use crate::adapters::mesh::{self, MeshDeps, MeshHandle};
 use crate::adapters::scheduler::{Scheduler, SystemClock};
 use crate::config::{keys, Loaded};
 use crate::core::tasks::Tasks;
 use crate::core::{
-    clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces,
+    clock, DispatchOptions, Dispatcher, Health, JobId, JobQueue, Runner, Workspaces, Worktrees,
 };
 use crate::store::{Store, StoreError};
 use crate::telemetry::sse::{AdapterSummary, Lifecycle, LifecycleOut};
@@ -112,6 +113,8 @@ impl Daemon {
 
         tracing::debug!(settings = %effective_settings(&loaded), "Effective settings.");
         let workspaces = Workspaces::new(store.clone());
+        // Shared by every intake that can start a session in a worktree (control socket, Discord).
+        let worktrees: Arc<dyn Worktrees> = Arc::new(GitWorktrees::new());
         let scheduled = Tasks::new(store.clone());
         let intake_stop = CancellationToken::new();
         let runners = Arc::new(wiring::runners(&loaded, &extra_runners));
@@ -167,6 +170,7 @@ impl Daemon {
             exe: exe.clone(),
             dump_dir: data_dir.root().to_owned(),
             workspaces: workspaces.clone(),
+            worktrees: worktrees.clone(),
             tasks: scheduled.clone(),
             settings: loaded.settings.clone(),
             attachments_dir: data_dir.attachments_dir(),
@@ -407,6 +411,7 @@ struct Handler {
     dump_dir: std::path::PathBuf,
     queue: JobQueue,
     workspaces: Workspaces,
+    worktrees: Arc<dyn Worktrees>,
     settings: crate::config::Settings,
     attachments_dir: std::path::PathBuf,
     states: Health,
@@ -524,6 +529,7 @@ impl ControlHandler for Handler {
             workspaces: &self.workspaces,
             settings: &self.settings,
             attachments_dir: &self.attachments_dir,
+            worktrees: &*self.worktrees,
         };
         super::local_calls::handle(call, &local, &self.tasks).await
     }

@@ -8,7 +8,7 @@ use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
 use crate::config::{keys, Settings};
 use crate::core::{
     Attachment, EnqueueMode, Enqueued, JobQueue, JobSource, LaneId, NewJob, PermissionPolicy,
-    QueueError, RunnerId, WorkspaceError, Workspaces,
+    QueueError, RunnerId, WorkspaceError, Workspaces, WorktreeError, Worktrees,
 };
 
 /// Largest file `send --file` accepts.
@@ -28,6 +28,10 @@ pub enum SendError {
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Worktree(#[from] WorktreeError),
+    #[error("session {0} keeps its directory; --worktree applies to a new or named session in a project")]
+    WorktreeForSession(String),
 }
 
 impl SendError {
@@ -42,6 +46,8 @@ impl SendError {
             SendError::Queue(QueueError::ShuttingDown) => "unavailable",
             SendError::Queue(QueueError::EmptyPrompt) => "bad_request",
             SendError::Queue(_) => "internal",
+            SendError::Worktree(WorktreeError::Git(_)) => "internal",
+            SendError::Worktree(_) | SendError::WorktreeForSession(_) => "bad_request",
         }
     }
 }
@@ -52,6 +58,8 @@ pub struct Local<'a> {
     pub workspaces: &'a Workspaces,
     pub settings: &'a Settings,
     pub attachments_dir: &'a Path,
+    /// Resolves `SendRequest::worktree` to a directory.
+    pub worktrees: &'a dyn Worktrees,
 }
 
 /// Resolves, copies attachments, and enqueues. Durable when it returns.
@@ -82,6 +90,7 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
         workspaces,
         settings,
         attachments_dir,
+        worktrees,
     } = *local;
     let new_session = matches!(req.target, SendTarget::Project(_));
     let (lane, workspace, lane_runner) = match &req.target {
@@ -90,20 +99,25 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
                 .find(key)?
                 .ok_or_else(|| SendError::NotAProject(key.clone()))?;
             let lane = LaneId::new(format!("cli:{}", ulid::Ulid::new()));
-            (lane, ws.path, None)
+            let dir = session_dir(worktrees, ws.path, req.worktree.as_deref()).await?;
+            (lane, dir, None)
         }
         SendTarget::NamedSession { project, session } => {
             let ws = workspaces
                 .find(project)?
                 .ok_or_else(|| SendError::NotAProject(project.clone()))?;
             let lane = LaneId::new(session.clone());
+            let dir = session_dir(worktrees, ws.path, req.worktree.as_deref()).await?;
             match queue.lane(&lane)? {
-                Some(record) if record.workspace != ws.path => {
+                Some(record) if record.workspace != dir => {
                     return Err(SendError::SessionElsewhere(session.clone()))
                 }
-                Some(record) => (lane, ws.path, Some(record.runner)),
-                None => (lane, ws.path, None),
+                Some(record) => (lane, dir, Some(record.runner)),
+                None => (lane, dir, None),
             }
+        }
+        SendTarget::Session(lane) if req.worktree.is_some() => {
+            return Err(SendError::WorktreeForSession(lane.clone()))
         }
         SendTarget::Session(lane) => {
             let lane = LaneId::new(lane.clone());
@@ -146,6 +160,19 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
         voice: None,
     };
     Ok((new, new_session))
+}
+
+/// The project's directory, or the same directory inside worktree `name` (created on first use,
+/// so a project that is not a git repository is refused before anything is enqueued).
+async fn session_dir(
+    worktrees: &dyn Worktrees,
+    project: PathBuf,
+    worktree: Option<&str>,
+) -> Result<PathBuf, SendError> {
+    let Some(name) = worktree else {
+        return Ok(project);
+    };
+    Ok(worktrees.open_or_create(&project, name).await?.workspace)
 }
 
 /// Copies files into the data dir so a queued job still has them if the originals move.

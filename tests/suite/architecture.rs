@@ -33,6 +33,9 @@ fn core_names_no_adapter_sdk_or_wire_type() {
         "rust_socketio",
         "reqwest",
         "mesh_protocol",
+        "git2",
+        "opus",
+        "axum",
     ];
     let mut violations = Vec::new();
     for file in rust_files(&src().join("core")) {

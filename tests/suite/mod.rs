@@ -39,3 +39,4 @@ mod voice_decode;
 mod voice_gemini;
 mod voice_openai;
 mod voice_queue;
+mod worktrees;

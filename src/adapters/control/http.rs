@@ -183,6 +183,7 @@ async fn run(
         agent: None,
         interrupt: false,
         source: Some(crate::core::JobSource::Api),
+        worktree: None,
     };
     match api.handler.call(Call::Send(req)).await {
         Ok(v) => match serde_json::from_value::<SendReceipt>(v) {

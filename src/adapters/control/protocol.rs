@@ -111,6 +111,9 @@ pub struct SendRequest {
     pub interrupt: bool,
     #[serde(default)]
     pub source: Option<crate::core::JobSource>,
+    /// Run the session in the git worktree of this name (created on first use, reused after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
 }
 
 /// What the client is told.
@@ -134,6 +137,7 @@ impl SendRequest {
             agent: None,
             interrupt: false,
             source: None,
+            worktree: None,
         }
     }
 }
