@@ -1,7 +1,12 @@
 //! kimaki's benchmarks: prints named figures, asserts nothing. Run with
 //! `cargo bench --bench kimaki` (all) or `cargo bench --bench kimaki -- start enqueue` (some).
 //! Results and the command that produced them are recorded in docs/benchmarks.md.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 #[allow(dead_code)] // shared with the tests, which use more of it
 #[path = "../tests/support/echo_runner.rs"]
@@ -22,16 +27,27 @@ use kimaki::store::Store;
 const BIN: &str = env!("CARGO_BIN_EXE_kimaki");
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wants = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    println!("kimaki benchmarks (release build, {} CPUs)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "kimaki benchmarks (release build, {} CPUs)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     if wants("start") {
         bench_start();
     }
     if wants("idle") {
         bench_idle();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if wants("enqueue") {
         rt.block_on(bench_enqueue());
     }
@@ -149,7 +165,11 @@ fn bench_idle() {
     std::thread::sleep(SAMPLE);
     let cpu1 = cpu_secs(pid);
     let hwm = proc_status_kb(pid, "VmHWM:");
-    println!("idle_rss                     {:.1} MiB (peak {:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "idle_rss                     {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!(
         "idle_cpu                     {:.3} s/min (sampled over {} s)",
         (cpu1 - cpu0) * 60.0 / SAMPLE.as_secs_f64(),
@@ -190,12 +210,18 @@ async fn bench_enqueue() {
     let t0 = Instant::now();
     for i in 0..JOBS {
         queue
-            .enqueue(job(&format!("bench:{}", i % 50), "none", dir.path(), "x"), EnqueueMode::Queue)
+            .enqueue(
+                job(&format!("bench:{}", i % 50), "none", dir.path(), "x"),
+                EnqueueMode::Queue,
+            )
             .await
             .unwrap();
     }
     let took = t0.elapsed();
-    println!("durable_enqueue_sequential   {:.0} jobs/s ({JOBS} jobs, one writer)", JOBS as f64 / took.as_secs_f64());
+    println!(
+        "durable_enqueue_sequential   {:.0} jobs/s ({JOBS} jobs, one writer)",
+        JOBS as f64 / took.as_secs_f64()
+    );
 
     const WRITERS: usize = 16;
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +234,10 @@ async fn bench_enqueue() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..JOBS / WRITERS {
                 queue
-                    .enqueue(job(&format!("bench:{w}"), "none", &path, "x"), EnqueueMode::Queue)
+                    .enqueue(
+                        job(&format!("bench:{w}"), "none", &path, "x"),
+                        EnqueueMode::Queue,
+                    )
                     .await
                     .unwrap();
             }
@@ -225,7 +254,11 @@ async fn bench_enqueue() {
     );
 }
 
-async fn start_dispatch(dir: &Path, runner: Arc<dyn Runner>, max: usize) -> (JobQueue, tokio_util::sync::CancellationToken) {
+async fn start_dispatch(
+    dir: &Path,
+    runner: Arc<dyn Runner>,
+    max: usize,
+) -> (JobQueue, tokio_util::sync::CancellationToken) {
     let queue = open_queue(dir);
     queue.recover().await.unwrap();
     let mut set = RunnerSet::new();
@@ -246,7 +279,10 @@ async fn bench_latency() {
     for i in 0..JOBS {
         let t0 = Instant::now();
         let id = queue
-            .enqueue(job("bench:latency", "echo", dir.path(), &format!("hi {i}")), EnqueueMode::Queue)
+            .enqueue(
+                job("bench:latency", "echo", dir.path(), &format!("hi {i}")),
+                EnqueueMode::Queue,
+            )
             .await
             .unwrap()
             .record
@@ -286,7 +322,15 @@ async fn bench_lanes() {
     let mut sub = queue.bus().subscribe(queue.bus().head().unwrap());
     for i in 0..LANES {
         queue
-            .enqueue(job(&format!("bench:lane:{i}"), "echo", dir.path(), "sleep:60000"), EnqueueMode::Queue)
+            .enqueue(
+                job(
+                    &format!("bench:lane:{i}"),
+                    "echo",
+                    dir.path(),
+                    "sleep:60000",
+                ),
+                EnqueueMode::Queue,
+            )
             .await
             .unwrap();
     }

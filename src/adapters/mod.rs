@@ -5,6 +5,7 @@
 pub mod claude;
 pub mod codex;
 pub mod control;
+pub mod discord;
 pub mod git;
 pub mod mesh;
 pub mod opencode;

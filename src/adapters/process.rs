@@ -17,7 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-
 /// Lines in flight between the stdout reader and the runner loop; when the loop falls behind, the
 /// full channel stops the reader, and the pipe then slows the child down instead of memory growing.
 const LINE_CHANNEL_CAPACITY: usize = 256;

@@ -626,12 +626,24 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 fn check_voice(loaded: &Loaded, r: &mut Report) {
     match crate::runtime::voice_report(loaded) {
         Ok((chain, skipped)) => {
-            r.pass("voice", format!("voice messages are transcribed by {chain}"));
+            r.pass(
+                "voice",
+                format!("voice messages are transcribed by {chain}"),
+            );
             for s in skipped {
-                r.warn("voice", s, "set its key or remove it from KIMAKI_TRANSCRIPTION_PROVIDERS");
+                r.warn(
+                    "voice",
+                    s,
+                    "set its key or remove it from KIMAKI_TRANSCRIPTION_PROVIDERS",
+                );
             }
         }
-        Err((reason, fix)) => r.add("voice", Status::Skip, format!("voice messages off: {reason}"), Some(fix)),
+        Err((reason, fix)) => r.add(
+            "voice",
+            Status::Skip,
+            format!("voice messages off: {reason}"),
+            Some(fix),
+        ),
     }
 }
 

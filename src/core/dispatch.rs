@@ -18,10 +18,10 @@ use super::events::{CancelReason, EventKind, Failure, FailureKind, Outcome};
 use super::ids::RunnerId;
 use super::job::{JobRecord, LaneRecord};
 use super::queue::{Completion, JobQueue};
-use super::transcribe::Transcriber;
 use super::runner::{
     CancelSignal, Control, EventEmitter, RunContext, RunRequest, Runner, RunnerError,
 };
+use super::transcribe::Transcriber;
 
 /// Answers waiting for a runner to read them; people click far slower than runners read.
 const CONTROL_CAPACITY: usize = 16;
@@ -200,7 +200,10 @@ impl Dispatcher {
                     } else {
                         format!(
                             "available: {}",
-                            ids.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                            ids.iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     };
                     let reason = format!(
@@ -290,7 +293,15 @@ impl JobTask {
         }
 
         let mut record = record;
-        let result = match prepare_voice(&queue, transcriber.as_deref(), &mut record, &events, &cancel).await {
+        let result = match prepare_voice(
+            &queue,
+            transcriber.as_deref(),
+            &mut record,
+            &events,
+            &cancel,
+        )
+        .await
+        {
             Some(early) => early,
             None => {
                 let request = build_request(&record, &lane);
@@ -410,11 +421,13 @@ async fn prepare_voice(
     let transcript = match transcript {
         Ok(t) => t,
         Err(failure) => {
-            return Some(RunResult::Finished(Err(RunnerError::Failed(super::runner::FailureDetail {
-                failure,
-                exit_code: None,
-                runner_session_id: None,
-            }))))
+            return Some(RunResult::Finished(Err(RunnerError::Failed(
+                super::runner::FailureDetail {
+                    failure,
+                    exit_code: None,
+                    runner_session_id: None,
+                },
+            ))))
         }
     };
     let text = transcript.text.trim();

@@ -263,7 +263,10 @@ pub enum EventKind {
         model: Option<String>,
     },
     /// A spoken prompt was transcribed; `text` is what the runner will be asked.
-    Transcribed { text: String, provider: String },
+    Transcribed {
+        text: String,
+        provider: String,
+    },
     /// Progress that is not output: booting, retrying the model, output truncated, …
     Status {
         message: String,

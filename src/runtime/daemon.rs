@@ -13,6 +13,7 @@ use super::wiring;
 use crate::adapters::control::http::HttpApi;
 use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
 use crate::adapters::control::{ControlHandler, ControlServer, InstanceLock, StatusReport};
+use crate::adapters::discord::{self, DiscordDeps, DiscordHandle};
 use crate::adapters::git::GitWorktrees;
 use crate::adapters::mesh::{self, MeshDeps, MeshHandle};
 use crate::adapters::scheduler::{Scheduler, SystemClock};
@@ -77,6 +78,7 @@ pub struct Daemon {
     intake_stop: CancellationToken,
     mesh_stop: CancellationToken,
     mesh: Option<MeshHandle>,
+    discord: Option<DiscordHandle>,
     lifecycle: LifecycleOut,
     store: Store,
     ready: ReadyInfo,
@@ -209,7 +211,37 @@ impl Daemon {
             }
         }
 
-        let local_only = !loaded.settings.is_set(keys::BOT_TOKEN) && !has_mesh;
+        // Discord last: by now a message can be enqueued and its job's events rendered, and
+        // `spawn` waits for READY so the `ready` event below can name the app and guilds.
+        let discord_config = wiring::discord(&loaded);
+        let has_discord = discord_config.is_some();
+        let discord = match discord_config {
+            None => None,
+            Some(config) => {
+                let deps = DiscordDeps {
+                    queue: queue.clone(),
+                    workspaces: workspaces.clone(),
+                    health: states.clone(),
+                    store: store.clone(),
+                };
+                match discord::spawn(config, deps, CancellationToken::new()).await {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        // The rest of kimaki (CLI, mesh, scheduler) keeps working without it.
+                        tracing::error!(error = %e, "Discord is not running.");
+                        states.set("discord", "failed", Some(e.to_string()));
+                        lifecycle.emit(&Lifecycle::Error {
+                            message: e.to_string(),
+                            install_url: None,
+                        });
+                        None
+                    }
+                }
+            }
+        };
+        let identity = discord.as_ref().and_then(DiscordHandle::identity);
+
+        let local_only = !has_discord && !has_mesh;
 
         let adapters: Vec<AdapterSummary> = states
             .snapshot()
@@ -238,8 +270,10 @@ impl Daemon {
             data_dir: data_dir.root().display().to_string(),
             socket: ready.socket.clone(),
             adapters,
-            app_id: None,
-            guild_ids: Vec::new(),
+            app_id: identity.as_ref().map(|i| i.application_id.to_string()),
+            guild_ids: identity
+                .map(|i| i.guild_ids.iter().map(u64::to_string).collect())
+                .unwrap_or_default(),
         });
         Ok(Self {
             queue,
@@ -252,6 +286,7 @@ impl Daemon {
             intake_stop,
             mesh_stop,
             mesh,
+            discord,
             lifecycle,
             store,
             ready,
@@ -298,6 +333,9 @@ impl Daemon {
         // 1. Stop intake: nothing new is accepted; queued jobs stay on disk for the next start.
         self.queue.stop_intake();
         self.intake_stop.cancel();
+        if let Some(discord) = &self.discord {
+            discord.stop_intake();
+        }
         // 2–3. Drain running jobs within the grace period, then cancel the rest.
         self.dispatch_stop.cancel();
         let mut tasks = self.tasks;
@@ -307,8 +345,12 @@ impl Daemon {
                 tracing::error!(error = %e, "The dispatcher ended abnormally.");
             }
         }
-        // 4. Flush: the mesh link sends the final events of drained jobs before it closes
+        // 4. Flush: Discord renders what the drained jobs said (the rest at the next start), and
+        // the mesh link sends the final events of drained jobs before it closes
         // (anything it cannot send now is in its durable outbox for the next start).
+        if let Some(discord) = self.discord {
+            discord.shutdown().await;
+        }
         self.mesh_stop.cancel();
         if let Some(mesh) = self.mesh {
             if tokio::time::timeout(MESH_CLOSE_TIMEOUT, mesh.stopped())

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
+use crate::adapters::discord::DiscordConfig;
 use crate::adapters::mesh::MeshConfig;
 use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
 use crate::adapters::voice::{VoiceConfig, VoiceTranscriber};
@@ -44,6 +45,11 @@ pub(super) fn runners(loaded: &Loaded, extra: &[Arc<dyn Runner>]) -> RunnerSet {
 /// The mesh link, when `MESH_URL` or `MESH_ENDPOINTS` is set.
 pub(super) fn mesh(loaded: &Loaded) -> Option<MeshConfig> {
     MeshConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
+}
+
+/// The Discord bot, when a bot token is set.
+pub(super) fn discord(loaded: &Loaded) -> Option<DiscordConfig> {
+    DiscordConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
 }
 
 /// Reports each runner's installation (version, or why it is unavailable) in `status`.

@@ -49,7 +49,11 @@ fn core_names_no_adapter_sdk_or_wire_type() {
             }
         }
     }
-    assert!(violations.is_empty(), "core must not depend on these:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "core must not depend on these:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -59,7 +63,8 @@ fn adapters_do_not_import_each_other() {
         .unwrap()
         .filter_map(|e| {
             let p = e.unwrap().path();
-            p.is_dir().then(|| p.file_name().unwrap().to_string_lossy().into_owned())
+            p.is_dir()
+                .then(|| p.file_name().unwrap().to_string_lossy().into_owned())
         })
         .collect();
     let mut violations = Vec::new();
@@ -76,5 +81,9 @@ fn adapters_do_not_import_each_other() {
             }
         }
     }
-    assert!(violations.is_empty(), "adapters must not import each other:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "adapters must not import each other:\n{}",
+        violations.join("\n")
+    );
 }

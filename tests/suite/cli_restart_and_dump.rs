@@ -21,10 +21,17 @@ fn restart_keeps_the_pid_and_the_flags() {
     let stopping = d.wait_event("stopping", Duration::from_secs(20));
     assert!(stopping["reason"].as_str().unwrap().contains("restart"));
     let second = d.wait_ready();
-    assert_eq!(first["pid"], second["pid"], "restart in place keeps the pid");
+    assert_eq!(
+        first["pid"], second["pid"],
+        "restart in place keeps the pid"
+    );
     let status = k.run(&["status", "--json"]).json();
     assert_eq!(status["pid"], first["pid"]);
-    assert!(k.log().contains("DEBUG"), "the --set flag was kept:\n{}", k.log());
+    assert!(
+        k.log().contains("DEBUG"),
+        "the --set flag was kept:\n{}",
+        k.log()
+    );
 
     // SIGUSR2 does the same.
     d.signal(Signal::SIGUSR2);
@@ -51,7 +58,12 @@ fn sigusr1_writes_a_state_dump() {
         std::fs::read_dir(&k.data_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("state-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("state-")
+            })
             .collect()
     };
     assert!(dumps().is_empty());
@@ -62,8 +74,15 @@ fn sigusr1_writes_a_state_dump() {
     let files = dumps();
     assert_eq!(files.len(), 1);
     assert_eq!(mode(&files[0]), 0o600);
-    let dump: serde_json::Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
-    for key in ["status", "lanes", "active", "pending_interactions", "workspaces"] {
+    let dump: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    for key in [
+        "status",
+        "lanes",
+        "active",
+        "pending_interactions",
+        "workspaces",
+    ] {
         assert!(dump.get(key).is_some(), "dump lacks {key}: {dump}");
     }
     assert_eq!(dump["workspaces"][0]["name"], "proj");

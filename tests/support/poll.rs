@@ -13,7 +13,10 @@ pub fn until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::park_timeout(POLL_INTERVAL);
     }
 }

@@ -166,7 +166,11 @@ mod tests {
 
     #[test]
     fn kimaki_variables_are_not_inherited() {
-        let env = Env::from_pairs([("PATH", "/bin"), ("KIMAKI_BOT_TOKEN", "t"), ("MESH_TOKEN", "m")]);
+        let env = Env::from_pairs([
+            ("PATH", "/bin"),
+            ("KIMAKI_BOT_TOKEN", "t"),
+            ("MESH_TOKEN", "m"),
+        ]);
         let data_dir = DataDir::resolve(Some(std::path::Path::new("/tmp/kimaki-data"))).unwrap();
         let config = OpencodeConfig::from_settings(&settings(&env, ""), &data_dir, &env);
         assert_eq!(config.remove_env, vec!["KIMAKI_BOT_TOKEN", "MESH_TOKEN"]);

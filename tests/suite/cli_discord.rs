@@ -1,0 +1,105 @@
+//! `kimaki start` with a bot token: the real binary connects to Discord (the twin), says which
+//! app and guild it serves in its `ready` event, sets up the project channel, answers a channel
+//! message in a new thread with the real Codex runner, and a refused token is reported without
+//! taking the rest of kimaki down.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::discord_twin::{channel_kind, DiscordTwin, TwinConfig};
+use crate::support::fake_llm::{FakeLlm, TEXT_REPLY};
+use crate::support::kimaki_bin::Kimaki;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn start_connects_to_discord_and_answers_in_a_thread() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let llm = rt.block_on(FakeLlm::start());
+    let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
+    let (k, _project) = Kimaki::new().with_fake_codex(&llm);
+    let k = k
+        .with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
+        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
+        .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string());
+
+    let mut d = k.start(&[]);
+    let ready = d.wait_ready();
+    assert_eq!(
+        ready["app_id"],
+        twin.application_id().to_string(),
+        "{ready}"
+    );
+    assert_eq!(
+        ready["guild_ids"],
+        serde_json::json!([twin.guild_id().to_string()])
+    );
+    let status = k.run(&["status", "--json"]).json();
+    let discord = status["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .cloned()
+        .unwrap_or_else(|| panic!("status lists Discord: {status}"));
+    assert_eq!(discord["state"], "connected", "{status}");
+
+    // The registered project got its channel under the Kimaki category.
+    let channel = rt.block_on(twin.wait_for("the project channel", WAIT, |s| {
+        s.channels
+            .values()
+            .find(|c| c.kind == channel_kind::TEXT && c.name == "project")
+            .map(|c| c.id)
+    }));
+
+    let alice = twin.user("alice");
+    let sent = alice.in_channel(channel).send("[[fake:text]] say hello");
+    let thread = rt.block_on(twin.wait_thread(|t| t.id.get() == sent.get(), WAIT));
+    let reply =
+        rt.block_on(twin.wait_bot_message(thread.id, |m| m.content.contains(TEXT_REPLY), WAIT));
+    assert!(reply.content.contains(TEXT_REPLY), "{}", reply.content);
+
+    // An ordered stop leaves nothing behind and exits 0.
+    d.signal(Signal::SIGTERM);
+    let code = d.wait_exit(WAIT);
+    assert!(code.success(), "{}", d.output());
+    assert!(
+        !k.log().contains(&twin.bot_token()),
+        "the bot token never appears in the log"
+    );
+    twin.assert_clean();
+}
+
+#[test]
+fn a_refused_token_is_reported_and_kimaki_keeps_serving_the_cli() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
+    let wrong = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GWrong.wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww";
+    let k = Kimaki::new()
+        .with_env("KIMAKI_BOT_TOKEN", wrong)
+        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base());
+
+    let mut d = k.start(&[]);
+    let error = d.wait_event("error", WAIT);
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("rejected the bot token") && message.contains("Reset Token"),
+        "the error says what to fix: {error}"
+    );
+    assert!(!message.contains("wwwwwwww"), "no token in the error");
+    d.wait_ready();
+    let status = k.run(&["status", "--json"]).json();
+    let discord = status["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .cloned()
+        .unwrap();
+    assert_eq!(discord["state"], "failed", "{status}");
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(WAIT).success(), "{}", d.output());
+    assert!(!k.log().contains("wwwwwwww"));
+    assert!(!d.output().contains("wwwwwwww"));
+}
