@@ -286,9 +286,17 @@ impl Runner for ChattyRunner {
             input: serde_json::json!({"command": "ls"}),
         });
         for i in 0..chunks {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
-                _ = ctx.cancel.cancelled() => return Err(RunnerError::cancelled(Some(session))),
+            if interval == 0 {
+                // As fast as the emitter takes them: a zero sleep still waits for a timer tick.
+                if ctx.cancel.is_cancelled() {
+                    return Err(RunnerError::cancelled(Some(session)));
+                }
+                tokio::task::yield_now().await;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
+                    _ = ctx.cancel.cancelled() => return Err(RunnerError::cancelled(Some(session))),
+                }
             }
             ctx.emit(EventKind::TextDelta {
                 part_id: "p1".into(),
