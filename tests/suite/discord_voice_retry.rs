@@ -104,10 +104,7 @@ async fn a_failed_transcription_is_retried_from_its_button_after_a_restart() {
     // Clicking again does not run it twice.
     let again = alice.in_thread(thread).click(failed.id, &retry);
     let a = k.twin.wait_interaction_ack(again, QUICK).await;
-    assert_eq!(
-        ack_text(&a),
-        "This voice message is already being retried."
-    );
+    assert_eq!(ack_text(&a), "This voice message is already being retried.");
     assert_eq!(fake.requests().len(), 2);
     assert_eq!(k.script.prompts().len(), 1);
     k.finish().await;

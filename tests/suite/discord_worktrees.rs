@@ -90,7 +90,10 @@ async fn deferred_text(k: &Kimaki, id: InteractionId) -> String {
 
 /// `<#123>` in a reply → the channel.
 fn channel_in(text: &str) -> ChannelId {
-    let start = text.find("<#").unwrap_or_else(|| panic!("no channel in {text}")) + 2;
+    let start = text
+        .find("<#")
+        .unwrap_or_else(|| panic!("no channel in {text}"))
+        + 2;
     let end = start + text[start..].find('>').unwrap();
     ChannelId::new(text[start..end].parse().unwrap())
 }
@@ -137,7 +140,11 @@ async fn new_worktree_runs_the_session_in_its_own_checkout_and_merges_back() {
         ready.content
     );
     reply(&k, thread, "⬥ echo: hello").await;
-    assert_eq!(k.script.dirs(), vec![dir.clone()], "the runner ran in the worktree");
+    assert_eq!(
+        k.script.dirs(),
+        vec![dir.clone()],
+        "the runner ran in the worktree"
+    );
     assert_eq!(
         git(&dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
         "opencode/feature-x"
@@ -157,13 +164,25 @@ async fn new_worktree_runs_the_session_in_its_own_checkout_and_merges_back() {
     );
 
     // Both sides change the same line: refused, the file named, nothing changed.
-    commit_file(&project(&k), "shared.txt", "one\nmain\nthree\n", "main edit");
-    commit_file(&dir, "shared.txt", "one\nworktree\nthree\n", "worktree edit");
+    commit_file(
+        &project(&k),
+        "shared.txt",
+        "one\nmain\nthree\n",
+        "main edit",
+    );
+    commit_file(
+        &dir,
+        "shared.txt",
+        "one\nworktree\nthree\n",
+        "worktree edit",
+    );
     let main_before = git(&project(&k), &["rev-parse", "HEAD"]);
     let refused = alice.in_thread(thread).slash("merge-worktree", &[]);
     let text = deferred_text(&k, refused).await;
     assert!(
-        text.starts_with("❌ **Not merged:** `opencode/feature-x` conflicts with `main` in:\n• `shared.txt`\n"),
+        text.starts_with(
+            "❌ **Not merged:** `opencode/feature-x` conflicts with `main` in:\n• `shared.txt`\n"
+        ),
         "{text}"
     );
     assert_eq!(git(&project(&k), &["rev-parse", "HEAD"]), main_before);
@@ -186,7 +205,14 @@ async fn worktrees_lists_foreign_ones_sessions_reuse_them_and_channels_go_auto()
     let manual = project(&k).parent().unwrap().join("manual");
     git(
         &project(&k),
-        &["worktree", "add", "-q", "-b", "manual-branch", manual.to_str().unwrap()],
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "manual-branch",
+            manual.to_str().unwrap(),
+        ],
     );
 
     let listed = alice.in_channel(k.channel).slash("worktrees", &[]);
@@ -220,7 +246,10 @@ async fn worktrees_lists_foreign_ones_sessions_reuse_them_and_channels_go_auto()
     k.twin
         .wait_bot_message(
             thread,
-            |m| m.content.starts_with("🌳 Working in the existing worktree `manual`"),
+            |m| {
+                m.content
+                    .starts_with("🌳 Working in the existing worktree `manual`")
+            },
             QUICK,
         )
         .await;
@@ -284,7 +313,9 @@ async fn a_project_without_git_gets_a_clear_message_and_the_thread_keeps_answeri
         failed.content
     );
     assert!(failed.content.contains("not inside a git repository"));
-    assert!(failed.content.contains("your next message here runs in the main checkout"));
+    assert!(failed
+        .content
+        .contains("your next message here runs in the main checkout"));
 
     // The next message is answered, in the main checkout.
     alice.in_thread(thread).send("next");

@@ -16,8 +16,8 @@ use super::render;
 use super::rest::{code, RestError};
 use super::shell;
 use super::sink::{Address, ADAPTER};
-use super::worktrees;
 use super::store::{ChannelRecord, ThreadRecord};
+use super::worktrees;
 use crate::core::{
     clock, CancelReason, EnqueueMode, JobId, JobSource, LaneId, NewJob, PermissionPolicy,
     QueueError, ReplyTo, RunnerId, VoiceInput,

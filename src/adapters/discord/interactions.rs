@@ -25,11 +25,11 @@ use super::outbound::{nonce_for, ChannelOp, Slot};
 use super::render::{self, Verbosity};
 use super::setup;
 use super::sink::{custom_id, keys, permission_outcome, Address};
-use super::voice_retry;
-use super::worktrees;
 use super::store::{
     AnswerRecord, ChannelRecord, OtherAnswer, QuestionProgress, ThreadRecord, WorktreeState,
 };
+use super::voice_retry;
+use super::worktrees;
 use crate::core::events::PermissionDecision;
 use crate::core::interactions::{
     self as core_interactions, InteractionKind, Lookup, PendingInteraction,
@@ -873,7 +873,13 @@ pub(super) async fn post_starter(bot: &Bot, channel: u64, key: &str, content: &s
         .or_else(|| id.as_u64())
 }
 
-pub(super) async fn start_thread(bot: &Bot, channel: u64, starter: u64, name: &str, user: u64) -> bool {
+pub(super) async fn start_thread(
+    bot: &Bot,
+    channel: u64,
+    starter: u64,
+    name: &str,
+    user: u64,
+) -> bool {
     let path = format!("/channels/{channel}/messages/{starter}/threads");
     let body = json!({"name": render::truncate_chars(name, 100), "auto_archive_duration": 1440});
     let ok = match bot.rest.call(Method::POST, &path, Some(&body)).await {

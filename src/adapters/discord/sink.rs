@@ -343,6 +343,9 @@ impl JobView {
             return false;
         }
         self.last_seq = ev.seq;
+        if matches!(ev.kind, EventKind::Transcribed { .. }) {
+            self.voice_pending = false;
+        }
         match &ev.kind {
             EventKind::Queued { position } => self.queued_position = Some(*position),
             EventKind::Started { .. } => self.started = true,
@@ -503,16 +506,13 @@ impl JobView {
                 }
             }
             EventKind::Status { retry: None, .. } | EventKind::FileChanged { .. } => {}
-            EventKind::Transcribed { text, .. } => {
-                self.voice_pending = false;
-                self.items.push(Item::Notice {
+            EventKind::Transcribed { text, .. } => self.items.push(Item::Notice {
                 key: TRANSCRIPT_NOTICE.to_owned(),
                 text: render::truncate_chars(
                     &format!("📝 **Transcribed message:** {}", text.trim()),
                     render::GENERATED_LIMIT,
                 ),
-                })
-            }
+            }),
             EventKind::Cancelling { reason } => {
                 if matches!(reason, CancelReason::Interrupted { .. }) {
                     self.interrupted_by_message = true;

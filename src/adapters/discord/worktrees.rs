@@ -205,11 +205,7 @@ async fn open(
         if taken.contains(&candidate) {
             continue;
         }
-        match bot
-            .worktrees
-            .create(dir, &candidate, base.as_deref())
-            .await
-        {
+        match bot.worktrees.create(dir, &candidate, base.as_deref()).await {
             Ok(made) => {
                 let text = created_text(&made.worktree, &made.base);
                 let workspace = workspace_in(&made.worktree.path, &root, dir);
@@ -283,11 +279,7 @@ pub async fn new_worktree(bot: &Bot, c: &CommandInteraction, place: Place) {
         Err(e) => return respond(format!("❌ {e}")).await,
     };
     // Checked before anything is posted, so a project without git leaves no dead thread.
-    if let Err(e) = bot
-        .worktrees
-        .git_root(Path::new(&project.directory))
-        .await
-    {
+    if let Err(e) = bot.worktrees.git_root(Path::new(&project.directory)).await {
         return respond(format!("❌ {e}")).await;
     }
     if let Err(e) = c.defer_ephemeral(&bot.http).await {
@@ -336,7 +328,12 @@ pub async fn new_worktree(bot: &Bot, c: &CommandInteraction, place: Place) {
         return;
     }
     let Some(prompt) = prompt else {
-        finish_deferred(bot, c, format!("Opened <#{starter}>: messages there run in the worktree.")).await;
+        finish_deferred(
+            bot,
+            c,
+            format!("Opened <#{starter}>: messages there run in the worktree."),
+        )
+        .await;
         return;
     };
     let m = InboundMessage {
@@ -359,7 +356,9 @@ pub async fn new_worktree(bot: &Bot, c: &CommandInteraction, place: Place) {
     .await
     {
         Some(_) => format!("Started <#{starter}> in the worktree."),
-        None => format!("❌ Opened <#{starter}>, but the prompt could not be queued; send it there again."),
+        None => format!(
+            "❌ Opened <#{starter}>, but the prompt could not be queued; send it there again."
+        ),
     };
     finish_deferred(bot, c, text).await;
 }
