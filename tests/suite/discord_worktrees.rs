@@ -2,7 +2,8 @@
 //! `../.worktrees/<name>` on `opencode/<name>` (🌳 on the starter), `/merge-worktree` merges it
 //! back or lists the files in the way, `/worktrees` lists every worktree (also ones made with
 //! `git worktree add`) and switches a channel to a worktree per session, and a project that is
-//! not a git repository gets a clear message while the thread keeps answering.
+//! not a git repository (or an unknown base) gets a clear message while the thread keeps
+//! answering.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -256,6 +257,36 @@ async fn worktrees_lists_foreign_ones_sessions_reuse_them_and_channels_go_auto()
     reply(&k, thread, "⬥ echo: in manual").await;
     assert_eq!(k.script.dirs(), vec![manual.clone()]);
 
+    // An unknown base: the thread says so once, runs nothing, and answers the next message.
+    let based = alice.in_channel(k.channel).slash(
+        "new-worktree",
+        &[
+            ("name", json!("from-nowhere")),
+            ("prompt", json!("never runs")),
+            ("base", json!("no-such-branch")),
+        ],
+    );
+    let text = deferred_text(&k, based).await;
+    assert!(text.contains("could not be created"), "{text}");
+    let failed_thread = channel_in(&text);
+    let failed = k
+        .twin
+        .wait_bot_message(failed_thread, |m| m.content.starts_with('❌'), QUICK)
+        .await;
+    assert!(
+        failed.content.contains("base `no-such-branch` not found"),
+        "{}",
+        failed.content
+    );
+    alice.in_thread(failed_thread).send("then here");
+    reply(&k, failed_thread, "⬥ echo: then here").await;
+    assert_eq!(k.script.dirs().last(), Some(&project(&k)));
+    assert!(!k
+        .script
+        .prompts()
+        .iter()
+        .any(|p| p.starts_with("never runs")));
+
     // A channel in auto mode gives every new session a worktree of its own.
     let auto = alice
         .in_channel(k.channel)
@@ -263,15 +294,12 @@ async fn worktrees_lists_foreign_ones_sessions_reuse_them_and_channels_go_auto()
     let text = content(&ack(&k, auto).await);
     assert!(text.contains("now start in their own worktree"), "{text}");
     assert!(text.contains("(new sessions in worktrees: on)"), "{text}");
-    for (i, expected) in ["fix-the-bug", "fix-the-bug-2"].iter().enumerate() {
+    for expected in ["fix-the-bug", "fix-the-bug-2"] {
         let sent = alice.in_channel(k.channel).send("fix the bug");
         let thread = k.thread_of(sent).await;
         assert_eq!(k.twin.channel(thread).unwrap().name, "⬦ fix the bug");
         reply(&k, thread, "⬥ echo: fix the bug").await;
-        assert_eq!(
-            k.script.dirs().get(i + 1),
-            Some(&worktree_dir(&k, expected))
-        );
+        assert_eq!(k.script.dirs().last(), Some(&worktree_dir(&k, expected)));
     }
     k.finish().await;
 }
