@@ -223,6 +223,7 @@ impl Daemon {
                     workspaces: workspaces.clone(),
                     health: states.clone(),
                     store: store.clone(),
+                    worktrees: worktrees.clone(),
                 };
                 match discord::spawn(config, deps, CancellationToken::new()).await {
                     Ok(handle) => Some(handle),

@@ -1,7 +1,10 @@
 //! A rejected token and a missing MESSAGE CONTENT intent are fatal: `spawn` returns a clear error
 //! at once and nothing retries (no reconnect storm against Discord).
 
+use std::sync::Arc;
+
 use kimaki::adapters::discord::{self, DiscordDeps, DiscordError};
+use kimaki::adapters::git::GitWorktrees;
 use kimaki::config::Secret;
 use kimaki::core::{Health, Workspaces};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +21,7 @@ async fn deps(dir: &std::path::Path) -> (QueueHarness, DiscordDeps) {
         workspaces: Workspaces::new(store.clone()),
         health: Health::default(),
         store,
+        worktrees: Arc::new(GitWorktrees::new()),
     };
     (q, deps)
 }

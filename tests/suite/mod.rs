@@ -21,6 +21,8 @@ mod discord_shell_and_access;
 mod discord_slash_commands;
 mod discord_twin_conformance;
 mod discord_voice_messages;
+mod discord_voice_retry;
+mod discord_worktrees;
 mod fake_llm_against_real_clis;
 mod local_api;
 mod mesh_agent_restart;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kimaki::adapters::discord::{self, DiscordConfig, DiscordDeps, DiscordHandle};
+use kimaki::adapters::git::GitWorktrees;
 use kimaki::config::{DataDir, Secret};
 use kimaki::core::events::{PermissionDecision, Question, QuestionOption, TextStream};
 use kimaki::core::{
@@ -51,6 +52,7 @@ pub fn long_reply() -> String {
 pub struct ScriptRunner {
     runs: AtomicUsize,
     prompts: Mutex<Vec<String>>,
+    dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl ScriptRunner {
@@ -61,6 +63,11 @@ impl ScriptRunner {
     /// Prompts in the order they reached the runner.
     pub fn prompts(&self) -> Vec<String> {
         self.prompts.lock().unwrap().clone()
+    }
+
+    /// The working directory of each run, in the same order.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.lock().unwrap().clone()
     }
 }
 
@@ -91,6 +98,7 @@ impl Runner for ScriptRunner {
     async fn run(&self, req: RunRequest, mut ctx: RunContext) -> Result<RunSummary, RunnerError> {
         let n = self.runs.fetch_add(1, Ordering::SeqCst);
         self.prompts.lock().unwrap().push(req.prompt.clone());
+        self.dirs.lock().unwrap().push(req.cwd.clone());
         let session = req.session.clone().unwrap_or_else(|| format!("script-{n}"));
         ctx.emit(EventKind::Started {
             runner: "script".into(),
@@ -353,6 +361,7 @@ impl Kimaki {
             workspaces,
             health: self.health.clone(),
             store: queue.queue.store().clone(),
+            worktrees: Arc::new(GitWorktrees::new()),
         };
         let handle = discord::spawn(config, deps, CancellationToken::new())
             .await

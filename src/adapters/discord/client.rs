@@ -29,7 +29,7 @@ use super::rest::Rest;
 use super::sink::VerbositySource;
 use super::store::DiscordStore;
 use super::{inbound, interactions, setup, DiscordError};
-use crate::core::{Health, JobQueue, Workspaces};
+use crate::core::{Health, JobQueue, Workspaces, Worktrees};
 
 /// Dispatches in flight from serenity's handler tasks to the adapter's loop; a burst after a
 /// RESUME replays at most a few hundred.
@@ -196,6 +196,7 @@ pub(super) struct Bot {
     pub config: DiscordConfig,
     pub queue: JobQueue,
     pub workspaces: Workspaces,
+    pub worktrees: Arc<dyn Worktrees>,
     pub health: Health,
     pub store: DiscordStore,
     pub outbound: Outbound,
@@ -225,6 +226,7 @@ impl Bot {
         config: DiscordConfig,
         queue: JobQueue,
         workspaces: Workspaces,
+        worktrees: Arc<dyn Worktrees>,
         health: Health,
         store: DiscordStore,
         outbound: Outbound,
@@ -238,6 +240,7 @@ impl Bot {
             config,
             queue,
             workspaces,
+            worktrees,
             health,
             store,
             outbound,

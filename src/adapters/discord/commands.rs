@@ -18,6 +18,9 @@ pub const VERBOSITY: &str = "verbosity";
 pub const MENTION_MODE: &str = "mention-mode";
 pub const ADD_PROJECT: &str = "add-project";
 pub const STATUS: &str = "status";
+pub const NEW_WORKTREE: &str = "new-worktree";
+pub const MERGE_WORKTREE: &str = "merge-worktree";
+pub const WORKTREES: &str = "worktrees";
 
 fn string_opt(name: &str, description: &str, required: bool) -> CreateCommandOption {
     CreateCommandOption::new(CommandOptionType::String, name, description).required(required)
@@ -89,6 +92,33 @@ pub fn definitions() -> Vec<CreateCommand> {
                 .set_autocomplete(true),
             ),
         CreateCommand::new(STATUS).description("Show the session or channel state"),
+        CreateCommand::new(NEW_WORKTREE)
+            .description("Start a session in a git worktree (branch opencode/NAME) in a new thread")
+            .add_option(
+                string_opt("name", "A new worktree name, or an existing worktree", true)
+                    .set_autocomplete(true)
+                    .max_length(64),
+            )
+            .add_option(string_opt("prompt", "What the agent should do", false).max_length(1800))
+            .add_option(string_opt(
+                "base",
+                "Branch to start a new worktree from (default: the project's HEAD)",
+                false,
+            )),
+        CreateCommand::new(MERGE_WORKTREE)
+            .description("Merge this thread's worktree into the main branch")
+            .add_option(string_opt(
+                "into",
+                "Branch to merge into (default: the main checkout's branch)",
+                false,
+            )),
+        CreateCommand::new(WORKTREES)
+            .description("List the project's git worktrees")
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Boolean,
+                "auto",
+                "Start every new session of this channel in its own worktree",
+            )),
     ]
 }
 

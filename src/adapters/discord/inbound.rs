@@ -4,8 +4,6 @@
 //! suffix. Each message id is handled once, whether it arrives live, twice, or by backfill after a
 //! gateway gap (a claim in memory, a mark in the store, and a job id derived from the message id).
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::json;
 use serenity::all::{ChannelId, GetMessages, Message};
@@ -19,6 +17,7 @@ use super::rest::{code, RestError};
 use super::shell;
 use super::sink::{Address, ADAPTER};
 use super::store::{ChannelRecord, ThreadRecord};
+use super::worktrees;
 use crate::core::{
     clock, CancelReason, EnqueueMode, JobId, JobSource, LaneId, NewJob, PermissionPolicy,
     QueueError, ReplyTo, RunnerId, VoiceInput,
@@ -418,11 +417,26 @@ async fn channel_message(bot: &Bot, m: &InboundMessage, project: ChannelRecord) 
         return Handled::Done;
     }
     let (body, _) = queue_request(&text);
-    let name = if text.is_empty() && m.has_voice() {
+    // `⬦ …`, or a channel set to give every session a worktree: the session gets its own.
+    let asked = worktrees::requested(&body).map(str::to_owned);
+    let worktree_title = asked.clone().or_else(|| {
+        worktrees::auto_for(bot, m.channel_id).then(|| {
+            if body.is_empty() {
+                VOICE_THREAD_NAME.to_owned()
+            } else {
+                thread_name(&body)
+            }
+        })
+    });
+    let body = asked.unwrap_or(body);
+    let mut name = if text.is_empty() && m.has_voice() {
         VOICE_THREAD_NAME.to_owned()
     } else {
         thread_name(&m.content)
     };
+    if let Some(title) = &worktree_title {
+        name = worktrees::thread_title(&thread_name(title));
+    }
     if let Err(e) = create_thread(bot, m.channel_id, m.id, &name).await {
         tracing::error!(message = m.id, error = %e, "Could not create a thread for a message.");
         bot.notice(
@@ -452,6 +466,15 @@ async fn channel_message(bot: &Bot, m: &InboundMessage, project: ChannelRecord) 
     };
     if let Err(e) = bot.store.put_thread(&record).await {
         tracing::error!(error = %e, "Could not record a new thread.");
+    }
+    if let Some(title) = worktree_title {
+        let wanted = worktrees::Wanted::New(title);
+        if worktrees::open_for_thread(bot, m.id, &project, wanted)
+            .await
+            .is_none()
+        {
+            return Handled::Done;
+        }
     }
     let queued = enqueue(bot, m, &record, &project, &body, EnqueueMode::Queue, false).await;
     handled_after(bot, queued)
@@ -487,7 +510,9 @@ async fn thread_message(bot: &Bot, m: &InboundMessage, mut thread: ThreadRecord)
     }
     let text = resolve_mentions(&m.content, me, &m.mentions);
     if let Some(command) = text.strip_prefix('!') {
-        run_shell(bot, m, &who, &project.directory, m.channel_id, command).await;
+        let dir = worktrees::session_dir(bot, thread.thread_id, &project).await;
+        let dir = dir.display().to_string();
+        run_shell(bot, m, &who, &dir, m.channel_id, command).await;
         return Handled::Done;
     }
     // A message that opens by addressing someone else is context for the agent, not a prompt.
@@ -598,7 +623,7 @@ pub(super) async fn enqueue(
         id: Some(message_job_id(m.id)),
         lane: LaneId::new(thread.lane.clone()),
         source: JobSource::Discord,
-        workspace: PathBuf::from(&project.directory),
+        workspace: worktrees::session_dir(bot, thread.thread_id, project).await,
         runner: RunnerId::new(bot.config.runner.clone()),
         prompt,
         attachments: attachments::runner_files(&saved),

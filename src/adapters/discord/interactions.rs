@@ -25,7 +25,11 @@ use super::outbound::{nonce_for, ChannelOp, Slot};
 use super::render::{self, Verbosity};
 use super::setup;
 use super::sink::{custom_id, keys, permission_outcome, Address};
-use super::store::{AnswerRecord, ChannelRecord, OtherAnswer, QuestionProgress, ThreadRecord};
+use super::store::{
+    AnswerRecord, ChannelRecord, OtherAnswer, QuestionProgress, ThreadRecord, WorktreeState,
+};
+use super::voice_retry;
+use super::worktrees;
 use crate::core::events::PermissionDecision;
 use crate::core::interactions::{
     self as core_interactions, InteractionKind, Lookup, PendingInteraction,
@@ -47,7 +51,7 @@ const KNOWN_AGENTS: [&str; 2] = ["build", "plan"];
 const MIN_SWEEP: Duration = Duration::from_millis(100);
 const MAX_SWEEP: Duration = Duration::from_secs(30);
 
-fn ephemeral(text: impl Into<String>) -> CreateInteractionResponse {
+pub(super) fn ephemeral(text: impl Into<String>) -> CreateInteractionResponse {
     CreateInteractionResponse::Message(
         CreateInteractionResponseMessage::new()
             .content(render::truncate_chars(
@@ -59,7 +63,7 @@ fn ephemeral(text: impl Into<String>) -> CreateInteractionResponse {
     )
 }
 
-fn visible(text: impl Into<String>) -> CreateInteractionResponse {
+pub(super) fn visible(text: impl Into<String>) -> CreateInteractionResponse {
     CreateInteractionResponse::Message(
         CreateInteractionResponseMessage::new()
             .content(render::truncate_chars(
@@ -79,7 +83,7 @@ fn update(text: String) -> CreateInteractionResponse {
     )
 }
 
-fn log_failure(what: &str, e: serenity::Error) {
+pub(super) fn log_failure(what: &str, e: serenity::Error) {
     tracing::warn!(error = %super::DiscordError::from(e), what, "Could not answer an interaction.");
 }
 
@@ -129,6 +133,10 @@ async fn on_component(bot: &Bot, c: &ComponentInteraction) {
         return;
     }
     let id = c.data.custom_id.as_str();
+    if let Some(job) = id.strip_prefix(voice_retry::CUSTOM_ID_PREFIX) {
+        voice_retry::on_click(bot, c, job).await;
+        return;
+    }
     if let Some(rest) = id.strip_prefix("perm:") {
         if let Some((request, choice)) = rest.rsplit_once(':') {
             on_permission(bot, c, request, choice).await;
@@ -557,7 +565,7 @@ pub async fn run_timeouts(bot: Arc<Bot>) {
 // ----- slash commands -------------------------------------------------------------------------
 
 /// Where a command was run.
-enum Place {
+pub(super) enum Place {
     Thread(ThreadRecord, ChannelRecord),
     Channel(ChannelRecord),
     Elsewhere,
@@ -575,7 +583,7 @@ fn place_of(bot: &Bot, channel: u64) -> Place {
     Place::Elsewhere
 }
 
-fn opt_str<'a>(c: &'a CommandInteraction, name: &str) -> Option<&'a str> {
+pub(super) fn opt_str<'a>(c: &'a CommandInteraction, name: &str) -> Option<&'a str> {
     c.data
         .options
         .iter()
@@ -585,7 +593,7 @@ fn opt_str<'a>(c: &'a CommandInteraction, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn opt_bool(c: &CommandInteraction, name: &str) -> Option<bool> {
+pub(super) fn opt_bool(c: &CommandInteraction, name: &str) -> Option<bool> {
     c.data
         .options
         .iter()
@@ -609,6 +617,9 @@ async fn on_command(bot: &Bot, c: &CommandInteraction) {
         cmd::NEW_SESSION => return new_session(bot, c, place).await,
         cmd::RESUME => return resume(bot, c, place).await,
         cmd::ADD_PROJECT => return add_project(bot, c).await,
+        cmd::NEW_WORKTREE => return worktrees::new_worktree(bot, c, place).await,
+        cmd::MERGE_WORKTREE => return worktrees::merge_worktree(bot, c, place).await,
+        cmd::WORKTREES => worktrees::list_worktrees(bot, c, place).await,
         cmd::ABORT => abort(bot, place).await,
         cmd::QUEUE => queue_message(bot, c, place).await,
         cmd::CLEAR_QUEUE => clear_queue(bot, place).await,
@@ -624,7 +635,7 @@ async fn on_command(bot: &Bot, c: &CommandInteraction) {
 }
 
 const NOT_A_THREAD: &str = "Use this in a session thread.";
-const NOT_A_PROJECT: &str = "Use this in a project channel or one of its threads.";
+pub(super) const NOT_A_PROJECT: &str = "Use this in a project channel or one of its threads.";
 
 async fn abort(bot: &Bot, place: Place) -> CreateInteractionResponse {
     let Place::Thread(t, _) = place else {
@@ -839,7 +850,7 @@ fn status(bot: &Bot, place: Place) -> CreateInteractionResponse {
 }
 
 /// Posts a bot message in `channel` (idempotent by `key`) and returns its id.
-async fn post_starter(bot: &Bot, channel: u64, key: &str, content: &str) -> Option<u64> {
+pub(super) async fn post_starter(bot: &Bot, channel: u64, key: &str, content: &str) -> Option<u64> {
     let body = json!({
         "content": render::truncate_chars(content, render::GENERATED_LIMIT),
         "allowed_mentions": {"parse": []},
@@ -862,7 +873,13 @@ async fn post_starter(bot: &Bot, channel: u64, key: &str, content: &str) -> Opti
         .or_else(|| id.as_u64())
 }
 
-async fn start_thread(bot: &Bot, channel: u64, starter: u64, name: &str, user: u64) -> bool {
+pub(super) async fn start_thread(
+    bot: &Bot,
+    channel: u64,
+    starter: u64,
+    name: &str,
+    user: u64,
+) -> bool {
     let path = format!("/channels/{channel}/messages/{starter}/threads");
     let body = json!({"name": render::truncate_chars(name, 100), "auto_archive_duration": 1440});
     let ok = match bot.rest.call(Method::POST, &path, Some(&body)).await {
@@ -882,7 +899,7 @@ async fn start_thread(bot: &Bot, channel: u64, starter: u64, name: &str, user: u
     ok
 }
 
-async fn finish_deferred(bot: &Bot, c: &CommandInteraction, text: String) {
+pub(super) async fn finish_deferred(bot: &Bot, c: &CommandInteraction, text: String) {
     if let Err(e) = c
         .edit_response(
             &bot.http,
@@ -896,8 +913,9 @@ async fn finish_deferred(bot: &Bot, c: &CommandInteraction, text: String) {
 }
 
 async fn new_session(bot: &Bot, c: &CommandInteraction, place: Place) {
-    let project = match place {
-        Place::Thread(_, p) | Place::Channel(p) => p,
+    let (project, from_thread) = match place {
+        Place::Thread(t, p) => (p, Some(t.thread_id)),
+        Place::Channel(p) => (p, None),
         Place::Elsewhere => {
             if let Err(e) = c.create_response(&bot.http, ephemeral(NOT_A_PROJECT)).await {
                 log_failure("new-session", e);
@@ -936,6 +954,13 @@ async fn new_session(bot: &Bot, c: &CommandInteraction, place: Place) {
         agent: opt_str(c, "agent").map(str::to_owned),
     };
     let _ = bot.store.put_thread(&thread).await;
+    // Started from a worktree thread, the new session works in the same worktree.
+    let inherited = from_thread
+        .and_then(|t| bot.store.thread_worktree(t).ok().flatten())
+        .filter(|w| w.state == WorktreeState::Ready);
+    if let Some(w) = inherited {
+        let _ = bot.store.put_thread_worktree(starter, &w).await;
+    }
     let m = InboundMessage {
         id: starter,
         channel_id: project.channel_id,
@@ -1142,12 +1167,13 @@ async fn on_autocomplete(bot: &Bot, c: &CommandInteraction) {
             (cmd::MODEL, _) | (cmd::NEW_SESSION, "model") => models(bot),
             (cmd::AGENT, _) | (cmd::NEW_SESSION, "agent") => agents(bot),
             (cmd::ADD_PROJECT, _) => projects(bot, c.guild_id.map(|g| g.get()).unwrap_or(0)),
+            (cmd::NEW_WORKTREE, "name") => worktrees::existing_names(bot, &place).await,
             _ => Vec::new(),
         };
         if !partial.is_empty()
             && matches!(
                 c.data.name.as_str(),
-                cmd::MODEL | cmd::AGENT | cmd::NEW_SESSION
+                cmd::MODEL | cmd::AGENT | cmd::NEW_SESSION | cmd::NEW_WORKTREE
             )
         {
             choices.insert(

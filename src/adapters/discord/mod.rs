@@ -11,6 +11,8 @@
 //! - `render/`: pure text rendering (splitter, footer, tool lines, verbosity).
 //! - `interactions`: buttons, selects, slash commands, autocomplete, permission time-outs.
 //! - `commands`: the slash command definitions; `setup`: role, category, channels, commands.
+//! - `worktrees`: sessions in git worktrees (`/new-worktree`, `⬦` threads, merge, list);
+//!   `voice_retry`: the Retry button of a failed transcription.
 //! - `store`: the adapter's durable maps; `rest`: the classified REST calls; `access`: who may
 //!   use the bot; `attachments`, `shell`: downloads and `!command`.
 
@@ -28,6 +30,8 @@ mod setup;
 mod shell;
 mod sink;
 mod store;
+mod voice_retry;
+mod worktrees;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +45,7 @@ pub use config::{AccessConfig, DiscordConfig, DiscordTimings};
 pub use outbound::OutboundTimings;
 pub use render::Verbosity;
 
-use crate::core::{Health, JobQueue, QueueError, Workspaces};
+use crate::core::{Health, JobQueue, QueueError, Workspaces, Worktrees};
 use crate::store::{Store, StoreError};
 use client::{Bot, Conn, Gw};
 
@@ -109,6 +113,8 @@ pub struct DiscordDeps {
     pub workspaces: Workspaces,
     pub health: Health,
     pub store: Store,
+    /// Creates, lists and merges the git worktrees sessions run in (`/new-worktree`, `⬦`).
+    pub worktrees: Arc<dyn Worktrees>,
 }
 
 /// A running adapter.
@@ -246,6 +252,7 @@ pub async fn spawn(
         config,
         deps.queue,
         deps.workspaces,
+        deps.worktrees,
         health.clone(),
         dstore,
         outbound,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbound::{ChannelOp, Outbound, Slot};
 use super::render::{self, PermissionOutcome, Verbosity};
 use super::store::DiscordStore;
+use super::voice_retry;
 use crate::core::events::{
     CancelReason, EventKind, Outcome, PermissionResolution, Question, TextStream,
 };
@@ -238,6 +239,8 @@ struct Finish {
     reason: Option<String>,
     duration_ms: Option<u64>,
     notify: bool,
+    /// A failed transcription the user may retry (the recording is kept).
+    voice_retry: bool,
 }
 
 /// One job's output, folded from its events.
@@ -267,6 +270,8 @@ struct JobView {
     /// Hash of each slot as last handed to the outbound layer.
     sent: HashMap<String, u64>,
     typing: bool,
+    /// A spoken prompt not transcribed yet.
+    voice_pending: bool,
 }
 
 impl JobView {
@@ -303,6 +308,7 @@ impl JobView {
             chunks: HashMap::new(),
             sent: HashMap::new(),
             typing: false,
+            voice_pending: record.job.voice.is_some(),
             address,
         }
     }
@@ -337,6 +343,9 @@ impl JobView {
             return false;
         }
         self.last_seq = ev.seq;
+        if matches!(ev.kind, EventKind::Transcribed { .. }) {
+            self.voice_pending = false;
+        }
         match &ev.kind {
             EventKind::Queued { position } => self.queued_position = Some(*position),
             EventKind::Started { .. } => self.started = true,
@@ -528,6 +537,10 @@ impl JobView {
                     reason: reason.clone(),
                     duration_ms: *duration_ms,
                     notify: true,
+                    voice_retry: self.voice_pending
+                        && error
+                            .as_ref()
+                            .is_some_and(|e| voice_retry::offers_retry(e.kind)),
                 });
             }
         }
@@ -746,6 +759,10 @@ impl JobView {
                         .unwrap_or_else(|| "the run failed".into());
                     let mut s =
                         Slot::new(format!("{job}/e"), render::error_text(&self.runner, &msg));
+                    if f.voice_retry {
+                        s.content = voice_retry::failure_text(&msg);
+                        s.components = Some(voice_retry::button(&job));
+                    }
                     s.notify = true;
                     out.push(s);
                 }

@@ -87,6 +87,30 @@ pub struct OtherAnswer {
     pub count: usize,
 }
 
+/// Where a thread's session works when it was asked to run in a git worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeRecord {
+    /// The worktree's name in git (`.worktrees/<name>`, branch `opencode/<name>` when kimaki
+    /// made it).
+    pub name: String,
+    pub state: WorktreeState,
+    /// The session's directory inside the worktree, once ready.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Why it could not be created, shown once; the thread then works in the main checkout.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeState {
+    /// Being created (left so by a crash mid-way: the next message tries again).
+    Pending,
+    Ready,
+    Failed,
+}
+
 /// A category the adapter created or adopted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Categories {
@@ -231,6 +255,39 @@ impl DiscordStore {
             self.delete(&k)?;
         }
         Ok(lines)
+    }
+
+    /// The worktree a thread's session runs in, if it asked for one.
+    pub fn thread_worktree(&self, thread: u64) -> Result<Option<WorktreeRecord>, StoreError> {
+        self.get(&key("worktree", thread))
+    }
+
+    pub async fn put_thread_worktree(
+        &self,
+        thread: u64,
+        w: &WorktreeRecord,
+    ) -> Result<(), StoreError> {
+        self.put_durable(&key("worktree", thread), w).await
+    }
+
+    /// Every thread's worktree (for `/worktrees`, which links threads to worktrees).
+    pub fn thread_worktrees(&self) -> Result<Vec<(u64, WorktreeRecord)>, StoreError> {
+        Ok(self
+            .scan::<WorktreeRecord>("worktree")?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+            .collect())
+    }
+
+    /// Whether every new session of a channel starts in its own worktree.
+    pub fn auto_worktrees(&self, channel: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<bool>(&key("auto_worktrees", channel))?
+            .unwrap_or(false))
+    }
+
+    pub async fn set_auto_worktrees(&self, channel: u64, on: bool) -> Result<(), StoreError> {
+        self.put_durable(&key("auto_worktrees", channel), &on).await
     }
 
     // ----- rendering -----
