@@ -444,7 +444,11 @@ pub(super) fn build_http(config: &DiscordConfig, client: reqwest::Client) -> Htt
 /// The reqwest client every Discord call uses: a request deadline, and no environment proxy
 /// when the API base is explicit (a test server or a proxy already in the URL).
 pub(super) fn build_reqwest(config: &DiscordConfig) -> Result<reqwest::Client, DiscordError> {
-    let mut b = reqwest::Client::builder().timeout(config.timings.request_timeout);
+    // rustls with built-in roots: reqwest's native-tls default (switched on by the mesh link's
+    // Socket.IO crate) parses the system CA bundle at every build, ~150 ms and MiBs at start-up.
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(config.timings.request_timeout);
     if config.api_base.is_some() {
         b = b.no_proxy();
     }

@@ -28,6 +28,7 @@ pub(super) struct Api {
 impl Api {
     pub(super) fn new(base: String, request_timeout: Duration) -> Result<Self> {
         let http = reqwest::Client::builder()
+            .use_rustls_tls() // never parses the system CA bundle (plain HTTP anyway)
             // 127.0.0.1 only: a configured HTTP proxy must never see these requests.
             .no_proxy()
             .connect_timeout(QUICK_TIMEOUT)

@@ -241,6 +241,7 @@ pub(super) async fn run_event_stream(
     lost: impl FnOnce(String),
 ) {
     let client = match reqwest::Client::builder()
+        .use_rustls_tls() // never parses the system CA bundle (plain HTTP to 127.0.0.1 anyway)
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
