@@ -7,6 +7,7 @@ use crate::adapters::codex::{CodexConfig, CodexRunner};
 use crate::adapters::discord::DiscordConfig;
 use crate::adapters::mesh::MeshConfig;
 use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
+use super::onboarding::GatewayLogin;
 use crate::adapters::voice::{VoiceConfig, VoiceTranscriber};
 use crate::config::{keys, Loaded};
 use crate::core::{Health, Runner, RunnerSet, Transcriber};
@@ -47,9 +48,18 @@ pub(super) fn mesh(loaded: &Loaded) -> Option<MeshConfig> {
     MeshConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
 }
 
-/// The Discord bot, when a bot token is set.
-pub(super) fn discord(loaded: &Loaded) -> Option<DiscordConfig> {
-    DiscordConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
+/// The Discord bot: the shared one through the gateway proxy after onboarding, else the user's
+/// own when a bot token is set.
+pub(super) fn discord(loaded: &Loaded, gateway: Option<&GatewayLogin>) -> Option<DiscordConfig> {
+    match gateway {
+        Some(login) => Some(DiscordConfig::through_gateway(
+            &loaded.settings,
+            &loaded.data_dir,
+            &login.api_base,
+            &login.authorization,
+        )),
+        None => DiscordConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env),
+    }
 }
 
 /// Reports each runner's installation (version, or why it is unavailable) in `status`.
