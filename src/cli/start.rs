@@ -9,8 +9,8 @@ use clap::Args;
 use super::output::{exit, Failure};
 use super::GlobalArgs;
 use crate::adapters::control::{Call, ControlClient, ControlError, InstanceLock, LockError};
-use crate::config::{keys, Loaded};
 use crate::adapters::discord::GatewayProxyError;
+use crate::config::{keys, Loaded};
 use crate::runtime::onboarding::{self, OnboardingError, OnboardingOptions};
 use crate::runtime::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopRequest};
 use crate::telemetry::{self, sse, LogOptions, Redactor};
@@ -106,7 +106,11 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
         ))
     })?;
     let redactor = Redactor::new(loaded.settings.secret_values());
-    telemetry::init(&log_options(global, &loaded), Some(log_file), redactor.clone());
+    telemetry::init(
+        &log_options(global, &loaded),
+        Some(log_file),
+        redactor.clone(),
+    );
     for key in &loaded.settings.unknown_file_keys {
         tracing::warn!(key = %key, "Unknown key in config.env (ignored); run `kimaki doctor`.");
     }
@@ -216,7 +220,10 @@ fn gateway_url(args: &StartArgs, loaded: &Loaded) -> Result<Option<String>, Fail
     if url.is_empty() {
         return Err(Failure::new(
             exit::CONFIG,
-            format!("--gateway needs the gateway proxy's URL in {}", keys::GATEWAY_URL),
+            format!(
+                "--gateway needs the gateway proxy's URL in {}",
+                keys::GATEWAY_URL
+            ),
         )
         .hint(format!(
             "set {}=https://… in config.env or the environment (see docs/gateway-mode.md)",
@@ -473,9 +480,15 @@ mod tests {
 
     #[test]
     fn a_restart_keeps_every_flag_but_restart_onboarding() {
-        let args = ["--data-dir", "/d", "start", "--gateway", "--restart-onboarding"]
-            .map(OsString::from)
-            .into_iter();
+        let args = [
+            "--data-dir",
+            "/d",
+            "start",
+            "--gateway",
+            "--restart-onboarding",
+        ]
+        .map(OsString::from)
+        .into_iter();
         assert_eq!(
             args_for_restart(args),
             ["--data-dir", "/d", "start", "--gateway"].map(OsString::from)

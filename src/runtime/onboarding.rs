@@ -61,7 +61,9 @@ pub enum OnboardingError {
         message: String,
         install_url: String,
     },
-    #[error("gave up waiting for the authorization after {MAX_POLL_FAILURES} failed requests: {last}")]
+    #[error(
+        "gave up waiting for the authorization after {MAX_POLL_FAILURES} failed requests: {last}"
+    )]
     PollGaveUp {
         last: GatewayProxyError,
         install_url: String,
@@ -129,8 +131,7 @@ pub async fn onboard(opts: OnboardingOptions) -> Result<GatewayLogin, Onboarding
             None => {
                 opened += 1;
                 let onboarding = proxy.create_onboarding().await?;
-                opts.redactor
-                    .add(onboarding.poll_token.expose().to_owned());
+                opts.redactor.add(onboarding.poll_token.expose().to_owned());
                 let s = SavedOnboarding::pending(&proxy.base(), &onboarding);
                 s.save(path)?;
                 s

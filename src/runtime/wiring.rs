@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use super::onboarding::GatewayLogin;
 use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
 use crate::adapters::discord::DiscordConfig;
 use crate::adapters::mesh::MeshConfig;
 use crate::adapters::opencode::{OpencodeConfig, OpencodeRunner};
-use super::onboarding::GatewayLogin;
 use crate::adapters::voice::{VoiceConfig, VoiceTranscriber};
 use crate::config::{keys, Loaded};
 use crate::core::{Health, Runner, RunnerSet, Transcriber};

@@ -505,7 +505,10 @@ mod tests {
             url,
             "https://gw.example/discord-install?clientId=1&callbackUrl=https%3A%2F%2Fplatform.example%2Fdone%3Fx%3D1%26y%3D2"
         );
-        assert_eq!(install_url_with_callback("https://a/b?c=d", None), "https://a/b?c=d");
+        assert_eq!(
+            install_url_with_callback("https://a/b?c=d", None),
+            "https://a/b?c=d"
+        );
     }
 
     #[test]
