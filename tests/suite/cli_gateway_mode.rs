@@ -395,8 +395,12 @@ fn a_revoked_credential_leads_to_a_new_onboarding() {
         types(&d.stdout),
         ["install_url", "authorized", "ready", "stopping"]
     );
-    // The one 401 was kimaki checking the old credential.
+    // The one 401 was kimaki checking the old credential, before it onboarded again.
     let violations = twin.take_violations();
-    assert!(violations.len() <= 1, "{violations:#?}");
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    assert!(
+        violations[0].detail.contains("users/@me"),
+        "{violations:#?}"
+    );
     twin.assert_clean();
 }
