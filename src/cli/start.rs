@@ -111,6 +111,11 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
         Some(log_file),
         redactor.clone(),
     );
+    if gateway_url.is_some() && loaded.settings.is_set(keys::BOT_TOKEN) {
+        tracing::info!(
+            "--gateway given: the shared bot runs through the proxy; KIMAKI_BOT_TOKEN is not used."
+        );
+    }
     for key in &loaded.settings.unknown_file_keys {
         tracing::warn!(key = %key, "Unknown key in config.env (ignored); run `kimaki doctor`.");
     }
@@ -229,9 +234,6 @@ fn gateway_url(args: &StartArgs, loaded: &Loaded) -> Result<Option<String>, Fail
             "set {}=https://… in config.env or the environment (see docs/gateway-mode.md)",
             keys::GATEWAY_URL
         )));
-    }
-    if loaded.settings.is_set(keys::BOT_TOKEN) {
-        tracing::info!("--gateway given: the shared bot runs through the proxy and KIMAKI_BOT_TOKEN is not used.");
     }
     Ok(Some(url.to_owned()))
 }

@@ -199,10 +199,19 @@ impl GatewayProxy {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> GatewayProxyError {
-        // reqwest's text names the URL; the base alone is enough and carries no ids.
-        let reason = std::error::Error::source(e)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| e.to_string());
+        // reqwest's own text names the full URL; the base alone is enough and carries no ids.
+        // The innermost causes ("Connection refused") say more than the wrappers around them.
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let reason = match causes.len() {
+            0 if e.is_timeout() => "no answer in time".to_owned(),
+            0 => "the request failed".to_owned(),
+            n => causes[n.saturating_sub(2)..].join(": "),
+        };
         GatewayProxyError::Unreachable {
             url: self.base(),
             reason,
