@@ -2,8 +2,9 @@
 //! and reports each step on stdout as SSE, read here the way a hosting platform reads it (only
 //! `data:` lines count; anything else on the stream is ignored). Fresh onboarding ends in a
 //! working bot; a restart reuses the authorization; `--restart-onboarding` starts over (and a
-//! restart in place does not repeat that); a refusal, a failing proxy and a missing proxy URL
-//! each end in an `error` event that says what happened.
+//! restart in place does not repeat that); a proxy that fails while kimaki waits is retried; a
+//! refusal, a failing proxy and a missing proxy URL each end in an `error` event that says what
+//! happened.
 
 use std::time::Duration;
 
@@ -355,6 +356,37 @@ fn a_failing_or_unreachable_proxy_is_an_error_event_and_exit_69() {
         "the hint names the setting:\n{}",
         d.output()
     );
+}
+
+#[test]
+fn a_proxy_that_fails_while_kimaki_waits_is_retried() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let twin = gateway_twin(&rt);
+    let proxy = twin.gateway_proxy();
+    proxy.fail_next_polls(503, 2);
+    let k = Kimaki::new().with_env("KIMAKI_GATEWAY_URL", &proxy.url());
+    let mut d = k.start(&["--gateway"]);
+    d.wait_event("install_url", WAIT);
+    let onboarding = rt.block_on(proxy.wait_onboarding(1, WAIT));
+    proxy.authorize(&onboarding.id, twin.guild_id().get());
+    d.wait_event("authorized", WAIT);
+    d.wait_ready();
+    stop(&mut d);
+    assert_eq!(
+        types(&d.stdout),
+        ["install_url", "authorized", "ready", "stopping"]
+    );
+    let retries = k
+        .log()
+        .matches("Polling the gateway proxy failed; retrying.")
+        .count();
+    assert_eq!(
+        retries,
+        2,
+        "each failed poll was retried once:\n{}",
+        k.log()
+    );
+    twin.assert_clean();
 }
 
 #[test]

@@ -44,6 +44,8 @@ struct Inner {
     onboardings: Vec<ProxyOnboarding>,
     /// The next `POST /kimaki/onboarding` answers with this status and message.
     create_fault: Option<(u16, String)>,
+    /// The next this-many polls answer with the status.
+    poll_faults: Option<(u16, u32)>,
 }
 
 /// The proxy's side of onboarding; lives in the twin's shared state.
@@ -157,6 +159,11 @@ impl GatewayProxy {
         self.shared.proxy.lock().create_fault = Some((status, message.to_owned()));
     }
 
+    /// The next `times` polls (of any onboarding) answer `status` at once.
+    pub fn fail_next_polls(&self, status: u16, times: u32) {
+        self.shared.proxy.lock().poll_faults = Some((status, times));
+    }
+
     /// The proxy stops accepting the credential it handed out (the authorization was revoked):
     /// REST answers 401 and the Gateway closes with 4004 from now on.
     pub fn revoke_credential(&self) {
@@ -256,9 +263,15 @@ pub(super) async fn poll(
     loop {
         rx.borrow_and_update();
         let status = {
-            let inner = shared.proxy.lock();
+            let mut inner = shared.proxy.lock();
             if !inner.enabled {
                 return not_found();
+            }
+            if let Some((status, left)) = inner.poll_faults.as_mut().filter(|(_, n)| *n > 0) {
+                *left -= 1;
+                let status =
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return (status, Json(json!({"message": "injected poll fault"}))).into_response();
             }
             let Some(o) = inner.onboardings.iter().find(|o| o.id == id) else {
                 return not_found();
