@@ -114,6 +114,7 @@ pub fn run(_global: &GlobalArgs, args: DoctorArgs, loaded: Loaded) -> Result<u8,
     } else {
         rt.block_on(async {
             check_discord(&loaded, &mut report).await;
+            check_gateway(&loaded, &mut report).await;
             check_mesh(&loaded, &mut report).await;
         });
     }
@@ -546,6 +547,71 @@ async fn check_discord(loaded: &Loaded, r: &mut Report) {
             "discord",
             format!("cannot reach {base}: {}", describe_reqwest(&e)),
             "check the network (and proxy settings)",
+        ),
+    }
+}
+
+/// Gateway mode: what the saved onboarding says, and whether the proxy still accepts it.
+async fn check_gateway(loaded: &Loaded, r: &mut Report) {
+    use crate::adapters::discord::{CredentialCheck, GatewayProxy, SavedOnboarding};
+    let url = loaded.settings.get(keys::GATEWAY_URL).trim();
+    if url.is_empty() {
+        return;
+    }
+    let proxy = match GatewayProxy::new(url) {
+        Ok(p) => p,
+        Err(e) => {
+            r.fail(
+                "gateway",
+                e.to_string(),
+                format!("set {} to the proxy's http(s) base URL", keys::GATEWAY_URL),
+            );
+            return;
+        }
+    };
+    let saved = match SavedOnboarding::load(&loaded.data_dir.gateway_onboarding()) {
+        Ok(s) => s.filter(|s| s.gateway_url == proxy.base()),
+        Err(e) => {
+            r.fail(
+                "gateway",
+                e.to_string(),
+                "run `kimaki start --gateway --restart-onboarding`",
+            );
+            return;
+        }
+    };
+    let Some(saved) = saved else {
+        r.skip(
+            "gateway",
+            "not onboarded yet (`kimaki start --gateway` prints an install URL)",
+        );
+        return;
+    };
+    let Some(authorization) = saved.authorization() else {
+        r.warn(
+            "gateway",
+            format!("waiting for authorization at {}", saved.install_url),
+            "open the install URL and add the bot to a server, with kimaki running",
+        );
+        return;
+    };
+    match proxy.check_credential(&authorization.credential).await {
+        Ok(CredentialCheck::Accepted) => r.pass(
+            "gateway",
+            format!(
+                "authorized in guild {}; the proxy accepts the credential",
+                authorization.guild_id
+            ),
+        ),
+        Ok(CredentialCheck::Rejected) => r.fail(
+            "gateway",
+            "the gateway proxy no longer accepts the saved credential",
+            "run `kimaki start --gateway --restart-onboarding` and authorize the bot again",
+        ),
+        Err(e) => r.fail(
+            "gateway",
+            e.to_string(),
+            format!("check that the proxy at {} is up", keys::GATEWAY_URL),
         ),
     }
 }

@@ -1,5 +1,6 @@
 //! `kimaki start`: take the data-dir lock, start the daemon, wait for a stop request.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -8,8 +9,10 @@ use clap::Args;
 use super::output::{exit, Failure};
 use super::GlobalArgs;
 use crate::adapters::control::{Call, ControlClient, ControlError, InstanceLock, LockError};
+use crate::adapters::discord::GatewayProxyError;
 use crate::config::{keys, Loaded};
-use crate::runtime::{Daemon, DaemonError, DaemonOptions, ReadyInfo};
+use crate::runtime::onboarding::{self, OnboardingError, OnboardingOptions};
+use crate::runtime::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopRequest};
 use crate::telemetry::{self, sse, LogOptions, Redactor};
 
 /// Extra time, beyond the running instance's grace period, that a takeover waits for it to exit.
@@ -27,6 +30,9 @@ Examples:
   kimaki start                     foreground; logs to stderr and <data-dir>/kimaki.log
   kimaki start --takeover          replace the instance already running on this data dir
   kimaki start > events.txt        stdout not a terminal: lifecycle events as SSE `data:` lines
+  kimaki start --gateway           no bot token: onboard through the gateway proxy at
+                                   KIMAKI_GATEWAY_URL (install_url → authorized → ready)
+  kimaki start --gateway --restart-onboarding --gateway-callback-url https://example.com/done
 
 Signals: SIGTERM/SIGINT stop gracefully (running jobs get KIMAKI_SHUTDOWN_GRACE_SECS to finish;
 queued jobs stay queued for the next start). A second SIGINT stops at once.")]
@@ -42,6 +48,19 @@ pub struct StartArgs {
     /// Model for new sessions for this run (same as --set KIMAKI_MODEL=…).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// Run the shared bot through the gateway proxy at KIMAKI_GATEWAY_URL instead of your own
+    /// bot token; the first start prints an install URL and waits for the authorization.
+    #[arg(long)]
+    pub gateway: bool,
+
+    /// Forget the saved gateway authorization (or pending install URL) and onboard again.
+    #[arg(long, requires = "gateway")]
+    pub restart_onboarding: bool,
+
+    /// Where the proxy sends the person after they authorized (it appends `?guild_id=<id>`).
+    #[arg(long, value_name = "URL", requires = "gateway")]
+    pub gateway_callback_url: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, Failure> {
@@ -68,6 +87,7 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
     };
 
     check_config(&loaded).map_err(fail)?;
+    let gateway_url = gateway_url(&args, &loaded).map_err(fail)?;
     loaded
         .data_dir
         .ensure()
@@ -86,7 +106,16 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
         ))
     })?;
     let redactor = Redactor::new(loaded.settings.secret_values());
-    telemetry::init(&log_options(global, &loaded), Some(log_file), redactor);
+    telemetry::init(
+        &log_options(global, &loaded),
+        Some(log_file),
+        redactor.clone(),
+    );
+    if gateway_url.is_some() && loaded.settings.is_set(keys::BOT_TOKEN) {
+        tracing::info!(
+            "--gateway given: the shared bot runs through the proxy; KIMAKI_BOT_TOKEN is not used."
+        );
+    }
     for key in &loaded.settings.unknown_file_keys {
         tracing::warn!(key = %key, "Unknown key in config.env (ignored); run `kimaki doctor`.");
     }
@@ -105,18 +134,43 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
     let request = rt.block_on(async {
         // Installed before `ready` is announced: a signal that arrives right after it must find
         // a handler, not the default action (which would kill the process).
-        let signals = Signals::install().map_err(|e| {
+        let mut signals = Signals::install().map_err(|e| {
             fail(Failure::new(
                 exit::FAILURE,
                 format!("cannot install signal handlers: {e}"),
             ))
         })?;
+        let gateway = match gateway_url {
+            None => None,
+            Some(gateway_url) => {
+                let options = OnboardingOptions {
+                    gateway_url,
+                    state_file: loaded.data_dir.gateway_onboarding(),
+                    callback_url: args.gateway_callback_url.clone(),
+                    restart: args.restart_onboarding,
+                    lifecycle,
+                    redactor,
+                };
+                // Waiting for a person can take long: a stop request must still end it.
+                tokio::select! {
+                    login = onboarding::onboard(options) => {
+                        Some(login.map_err(|e| onboarding_failure(e, lifecycle))?)
+                    }
+                    reason = signals.stop_requested() => {
+                        tracing::info!(reason, "Stopped while onboarding.");
+                        lifecycle.emit(&sse::Lifecycle::Stopping { reason: reason.to_owned() });
+                        return Ok(StopRequest { reason: reason.to_owned(), restart: false });
+                    }
+                }
+            }
+        };
         let daemon = Daemon::start(DaemonOptions {
             loaded,
             lock,
             lifecycle,
             extra_runners: Vec::new(),
             exe: exe.display().to_string(),
+            gateway,
         })
         .await
         .map_err(|e| fail(daemon_failure(e)))?;
@@ -136,13 +190,81 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
 /// same, so service managers keep tracking it. Only returns on failure.
 fn restart_in_place(exe: &std::path::Path) -> Failure {
     use std::os::unix::process::CommandExt;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let args = args_for_restart(std::env::args_os().skip(1));
     tracing::info!(exe = %exe.display(), "Restarting in place.");
     let err = std::process::Command::new(exe).args(&args).exec();
     Failure::new(
         exit::FAILURE,
         format!("cannot restart {}: {err}", exe.display()),
     )
+}
+
+/// The same arguments minus `--restart-onboarding`: it asked for one fresh onboarding, and a
+/// restart (SIGUSR2, `kimaki restart`, `kimaki upgrade`) must keep the authorization it got.
+fn args_for_restart(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    args.filter(|a| a != "--restart-onboarding").collect()
+}
+
+/// `KIMAKI_GATEWAY_URL` when `--gateway` is given; a missing proxy URL or a bad callback URL is
+/// a configuration problem, found before the data dir is touched.
+fn gateway_url(args: &StartArgs, loaded: &Loaded) -> Result<Option<String>, Failure> {
+    if !args.gateway {
+        return Ok(None);
+    }
+    if let Some(callback) = &args.gateway_callback_url {
+        let ok = reqwest::Url::parse(callback)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("--gateway-callback-url `{callback}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let url = loaded.settings.get(keys::GATEWAY_URL).trim();
+    if url.is_empty() {
+        return Err(Failure::new(
+            exit::CONFIG,
+            format!(
+                "--gateway needs the gateway proxy's URL in {}",
+                keys::GATEWAY_URL
+            ),
+        )
+        .hint(format!(
+            "set {}=https://… in config.env or the environment (see docs/gateway-mode.md)",
+            keys::GATEWAY_URL
+        )));
+    }
+    Ok(Some(url.to_owned()))
+}
+
+/// Emits the `error` event (with the install URL it concerns) and picks the exit code.
+fn onboarding_failure(e: OnboardingError, lifecycle: sse::LifecycleOut) -> Failure {
+    lifecycle.emit(&sse::Lifecycle::Error {
+        message: e.to_string(),
+        install_url: e.install_url().map(str::to_owned),
+    });
+    let code = match &e {
+        OnboardingError::Proxy(GatewayProxyError::BadUrl(_)) => exit::CONFIG,
+        OnboardingError::Proxy(GatewayProxyError::File { .. }) => exit::DATA,
+        OnboardingError::Proxy(
+            GatewayProxyError::Unreachable { .. }
+            | GatewayProxyError::Refused { .. }
+            | GatewayProxyError::Decode { .. },
+        )
+        | OnboardingError::PollGaveUp { .. } => exit::UNAVAILABLE,
+        // A restart opens a new install URL, so a service manager may try again.
+        OnboardingError::Failed { .. } | OnboardingError::Expired { .. } => exit::FAILURE,
+    };
+    let hint = match code {
+        exit::UNAVAILABLE => format!(
+            "check that the gateway proxy at {} is up, then start again",
+            keys::GATEWAY_URL
+        ),
+        exit::FAILURE => "start again to get a new install URL".to_owned(),
+        _ => "fix the problem above, then start again".to_owned(),
+    };
+    Failure::new(code, e.to_string()).hint(hint)
 }
 
 fn check_config(loaded: &Loaded) -> Result<(), Failure> {
@@ -309,6 +431,14 @@ impl Signals {
         })
     }
 
+    /// Waits for SIGTERM or SIGINT, before a daemon exists to stop.
+    async fn stop_requested(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "received SIGTERM",
+            _ = self.int.recv() => "received SIGINT",
+        }
+    }
+
     fn watch(self, daemon: &Daemon) {
         let Signals {
             mut term,
@@ -343,5 +473,27 @@ impl Signals {
                 std::process::exit(130);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_keeps_every_flag_but_restart_onboarding() {
+        let args = [
+            "--data-dir",
+            "/d",
+            "start",
+            "--gateway",
+            "--restart-onboarding",
+        ]
+        .map(OsString::from)
+        .into_iter();
+        assert_eq!(
+            args_for_restart(args),
+            ["--data-dir", "/d", "start", "--gateway"].map(OsString::from)
+        );
     }
 }

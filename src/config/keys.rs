@@ -116,6 +116,7 @@ pub const ALLOWED_USERS: &str = "KIMAKI_ALLOWED_USERS";
 pub const ALLOWED_ROLES: &str = "KIMAKI_ALLOWED_ROLES";
 pub const ALLOWED_BOTS: &str = "KIMAKI_ALLOWED_BOTS";
 pub const DISCORD_API_URL: &str = "KIMAKI_DISCORD_API_URL";
+pub const GATEWAY_URL: &str = "KIMAKI_GATEWAY_URL";
 pub const VERBOSITY: &str = "KIMAKI_VERBOSITY";
 pub const MENTION_MODE: &str = "KIMAKI_MENTION_MODE";
 pub const SHELL_COMMANDS: &str = "KIMAKI_SHELL_COMMANDS";
@@ -274,6 +275,13 @@ pub const KEYS: &[KeyDef] = &[
         "https://discord.com",
         Kind::Url,
         "Base URL of the Discord API (change only for a proxy or a test server).",
+    ),
+    key(
+        GATEWAY_URL,
+        Section::Discord,
+        "",
+        Kind::Url,
+        "Base URL of the gateway proxy `kimaki start --gateway` onboards through and connects to (no bot token needed).",
     ),
     key(
         VERBOSITY,

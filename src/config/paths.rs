@@ -100,6 +100,10 @@ impl DataDir {
     pub fn socket(&self) -> PathBuf {
         self.root.join("kimaki.sock")
     }
+    /// Gateway-mode onboarding: the pending install or the proxy credential (mode 0600).
+    pub fn gateway_onboarding(&self) -> PathBuf {
+        self.root.join("gateway.json")
+    }
     pub fn store_dir(&self) -> PathBuf {
         self.root.join("store")
     }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::onboarding::GatewayLogin;
 use super::wiring;
 use crate::adapters::control::http::HttpApi;
 use crate::adapters::control::protocol::{Call, CallError, LaneStatus, QueueStatus};
@@ -54,6 +55,8 @@ pub struct DaemonOptions {
     pub extra_runners: Vec<Arc<dyn Runner>>,
     /// The executable path, captured at start (an upgrade may replace the file later).
     pub exe: String,
+    /// Gateway mode: the onboarded credential replaces the bot token.
+    pub gateway: Option<GatewayLogin>,
 }
 
 /// Facts printed when kimaki is ready.
@@ -95,6 +98,7 @@ impl Daemon {
             lifecycle,
             extra_runners,
             exe,
+            gateway,
         } = options;
         let data_dir = loaded.data_dir.clone();
         let store_path = data_dir.store_dir();
@@ -213,7 +217,7 @@ impl Daemon {
 
         // Discord last: by now a message can be enqueued and its job's events rendered, and
         // `spawn` waits for READY so the `ready` event below can name the app and guilds.
-        let discord_config = wiring::discord(&loaded);
+        let discord_config = wiring::discord(&loaded, gateway.as_ref());
         let has_discord = discord_config.is_some();
         let discord = match discord_config {
             None => None,

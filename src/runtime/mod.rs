@@ -5,6 +5,7 @@
 mod daemon;
 pub mod intake;
 pub mod local_calls;
+pub mod onboarding;
 pub mod process;
 mod wiring;
 

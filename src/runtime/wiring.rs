@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::onboarding::GatewayLogin;
 use crate::adapters::claude::{ClaudeConfig, ClaudeRunner};
 use crate::adapters::codex::{CodexConfig, CodexRunner};
 use crate::adapters::discord::DiscordConfig;
@@ -47,9 +48,18 @@ pub(super) fn mesh(loaded: &Loaded) -> Option<MeshConfig> {
     MeshConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
 }
 
-/// The Discord bot, when a bot token is set.
-pub(super) fn discord(loaded: &Loaded) -> Option<DiscordConfig> {
-    DiscordConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env)
+/// The Discord bot: the shared one through the gateway proxy after onboarding, else the user's
+/// own when a bot token is set.
+pub(super) fn discord(loaded: &Loaded, gateway: Option<&GatewayLogin>) -> Option<DiscordConfig> {
+    match gateway {
+        Some(login) => Some(DiscordConfig::through_gateway(
+            &loaded.settings,
+            &loaded.data_dir,
+            &login.api_base,
+            &login.authorization,
+        )),
+        None => DiscordConfig::from_settings(&loaded.settings, &loaded.data_dir, &loaded.env),
+    }
 }
 
 /// Reports each runner's installation (version, or why it is unavailable) in `status`.

@@ -2,6 +2,7 @@
 mod architecture;
 mod cli_discord;
 mod cli_doctor;
+mod cli_gateway_mode;
 mod cli_init_and_config;
 mod cli_lifecycle;
 mod cli_restart_and_dump;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serenity::client::RawEventHandler;
 
+use super::gateway_proxy::Authorization;
 use super::outbound::OutboundTimings;
 use super::render::Verbosity;
 use crate::config::{keys, validate, DataDir, Env, Secret, Settings};
@@ -155,6 +156,28 @@ impl DiscordConfig {
         c.guild_id = settings.get(keys::GUILD_ID).parse().ok();
         let base = settings.get(keys::DISCORD_API_URL).trim_end_matches('/');
         c.api_base = (!base.is_empty() && base != DEFAULT_API_BASE).then(|| base.to_owned());
+        c.apply_settings(settings);
+        Some(c)
+    }
+
+    /// Gateway mode: the shared bot through the proxy at `api_base`, with the proxy's credential
+    /// as its token, serving only the guild it was authorized in.
+    pub fn through_gateway(
+        settings: &Settings,
+        data_dir: &DataDir,
+        api_base: &str,
+        authorization: &Authorization,
+    ) -> Self {
+        let mut c = Self::new(authorization.credential.clone(), data_dir);
+        c.app_id = Some(authorization.app_id);
+        c.guild_id = Some(authorization.guild_id);
+        c.api_base = Some(api_base.trim_end_matches('/').to_owned());
+        c.apply_settings(settings);
+        c
+    }
+
+    fn apply_settings(&mut self, settings: &Settings) {
+        let c = self;
         if let Some(p) = non_empty(settings.get(keys::PROJECTS_DIR)) {
             c.projects_dir = PathBuf::from(p);
         }
@@ -173,7 +196,6 @@ impl DiscordConfig {
         c.timings.shell_timeout = Duration::from_secs(settings.u64(keys::SHELL_TIMEOUT_SECS));
         c.timings.permission_timeout =
             Duration::from_secs(settings.u64(keys::PERMISSION_TIMEOUT_MINUTES) * 60);
-        Some(c)
     }
 
     /// The configured application id, else the one encoded in the token.

@@ -13,6 +13,7 @@
 //! - `commands`: the slash command definitions; `setup`: role, category, channels, commands.
 //! - `worktrees`: sessions in git worktrees (`/new-worktree`, `⬦` threads, merge, list);
 //!   `voice_retry`: the Retry button of a failed transcription.
+//! - `gateway_proxy`: gateway mode's onboarding protocol and its saved state.
 //! - `store`: the adapter's durable maps; `rest`: the classified REST calls; `access`: who may
 //!   use the bot; `attachments`, `shell`: downloads and `!command`.
 
@@ -21,6 +22,7 @@ mod attachments;
 mod client;
 mod commands;
 mod config;
+mod gateway_proxy;
 mod inbound;
 mod interactions;
 mod outbound;
@@ -42,6 +44,10 @@ use tokio_util::task::TaskTracker;
 
 pub use client::Identity;
 pub use config::{AccessConfig, DiscordConfig, DiscordTimings};
+pub use gateway_proxy::{
+    install_url_with_callback, Authorization, CredentialCheck, GatewayProxy, GatewayProxyError,
+    Onboarding, PollOutcome, SavedOnboarding, LONG_POLL,
+};
 pub use outbound::OutboundTimings;
 pub use render::Verbosity;
 

@@ -11,11 +11,13 @@
 //! - `interactions`: interaction creation, callbacks and webhook followups
 //! - `actors`: simulated users; `cdn`: signed attachment links
 //! - `faults`, `ratelimit`, `snowflake` (injectable clock), `transcript`
+//! - `gateway_proxy`: a gateway proxy's onboarding routes (install URL → authorization)
 
 mod actors;
 mod cdn;
 mod faults;
 mod gateway;
+mod gateway_proxy;
 mod interactions;
 mod model;
 mod ratelimit;
@@ -45,6 +47,8 @@ use tokio::sync::watch;
 pub use actors::{Actor, ActorIn, TwinFile};
 #[allow(unused_imports)]
 pub use faults::{FaultAction, RoutePattern};
+#[allow(unused_imports)]
+pub use gateway_proxy::{GatewayProxy, OnboardingStatus, ProxyOnboarding};
 #[allow(unused_imports)]
 pub use ratelimit::RateLimitProfile;
 #[allow(unused_imports)]
@@ -122,6 +126,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     version: watch::Sender<u64>,
     pub stopped: AtomicBool,
+    /// Gateway-proxy mode's onboardings (off unless started as a proxy).
+    proxy: gateway_proxy::ProxyState,
 }
 
 impl Shared {
@@ -201,10 +207,19 @@ impl DiscordTwin {
             state: Mutex::new(state),
             version,
             stopped: AtomicBool::new(false),
+            proxy: gateway_proxy::ProxyState::default(),
         });
         let app = axum::Router::new()
             .route("/gateway", axum::routing::get(gateway::upgrade))
             .route("/gateway/", axum::routing::get(gateway::upgrade))
+            .route(
+                "/kimaki/onboarding",
+                axum::routing::post(gateway_proxy::create),
+            )
+            .route(
+                "/kimaki/onboarding/{id}",
+                axum::routing::get(gateway_proxy::poll),
+            )
             .route(
                 "/attachments/{channel}/{id}/{filename}",
                 axum::routing::get(rest::cdn_download),
