@@ -630,10 +630,18 @@ pub(super) async fn run_sync(bot: Arc<Bot>) {
     let mut tick = tokio::time::interval(bot.config.timings.channel_sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // A project added while kimaki runs (`kimaki project add`) gets its channel at once, not at
+    // the next tick.
+    let mut projects = bot.workspaces.subscribe();
+    let mut watching = true;
     loop {
         tokio::select! {
             _ = bot.cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = projects.changed(), if watching => {
+                // The registry cannot go away while the bot holds it; should it, the tick stays.
+                watching = changed.is_ok();
+            }
         }
         if *bot.conn.borrow() != Conn::Ready {
             continue;
