@@ -221,8 +221,14 @@ fn a_project_added_while_kimaki_runs_gets_its_channel_at_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let k = with_discord(Kimaki::new(), &twin);
+    let first = k.home.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    let out = k.run(&["project", "add", first.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.all());
     let mut d = k.start(&[]);
     d.wait_ready();
+    // The start-up setup is over once the registered project has its channel.
+    rt.block_on(project_channel(&twin, "first", WAIT));
     let dir = k.home.path().join("Late Project");
     std::fs::create_dir_all(&dir).unwrap();
     let out = k.run(&["project", "add", dir.to_str().unwrap()]);
