@@ -29,6 +29,7 @@ mod mesh_agent_restart;
 mod mesh_cancel;
 mod mesh_control_messages;
 mod mesh_coordinator_restarts;
+mod mesh_discord_mirror;
 mod mesh_dispatch_rejections;
 mod mesh_dispatch_roundtrip;
 mod mesh_duplicate_dispatch;

@@ -208,6 +208,8 @@ pub(super) struct Bot {
     thread_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     claims: Mutex<Claims>,
     refusals: Mutex<HashMap<(u64, u64), Instant>>,
+    /// Project channels are created one at a time (see `setup::ensure_project_channel`).
+    pub(super) channel_setup: tokio::sync::Mutex<()>,
     pub(super) conn: watch::Sender<Conn>,
     pub(super) identity: Arc<Mutex<Option<Identity>>>,
 }
@@ -250,6 +252,7 @@ impl Bot {
             thread_locks: Mutex::new(HashMap::new()),
             claims: Mutex::new(Claims::default()),
             refusals: Mutex::new(HashMap::new()),
+            channel_setup: tokio::sync::Mutex::new(()),
             conn,
             identity: Arc::default(),
         }

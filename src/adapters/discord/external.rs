@@ -20,11 +20,17 @@ use super::render;
 use super::rest::{code, Rest, RestError};
 use super::sink::{Address, ADAPTER};
 use super::store::{ChannelRecord, DiscordStore, ThreadRecord};
-use crate::core::{clock, ReplyTo};
+use crate::core::{clock, JobRecord, JobSource, ReplyTo};
 use crate::store::{Store, StoreError};
 
 /// Who the prompt is shown as (`» **kimaki-cli:** …`).
 pub const CLI_AUTHOR: &str = "kimaki-cli";
+
+/// Who a mirrored mesh job's prompt is shown as.
+pub const MESH_AUTHOR: &str = "mesh";
+
+/// `Job::meta` key of the surfaces a job asks to be shown on (a mesh dispatch's `mirror`).
+pub const MIRROR_META: &str = "mirror";
 
 /// A thread name from a prompt keeps this many characters, then `...` (Discord allows 100).
 const NAME_CHARS: usize = 77;
@@ -195,6 +201,48 @@ fn reply_to(address: &Address, flags: &ExternalFlags) -> ReplyTo {
     }
 }
 
+/// A job from elsewhere that asks to be shown in Discord (its `mirror` metadata lists this
+/// adapter, as a mesh dispatch's `spec.mirror` does): it goes into a new thread of the project
+/// channel its directory lies in (the deepest one), or nowhere if there is none.
+pub(super) fn mirror_address(
+    store: &DiscordStore,
+    record: &JobRecord,
+) -> Option<(Address, ExternalFlags)> {
+    let asked = record
+        .job
+        .meta
+        .get(MIRROR_META)
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(ADAPTER)));
+    if !asked {
+        return None;
+    }
+    let channel = store
+        .channels()
+        .ok()?
+        .into_iter()
+        .filter(|c| record.job.workspace.starts_with(&c.directory))
+        .max_by_key(|c| (c.directory.len(), std::cmp::Reverse(c.channel_id)))?;
+    let author = match record.job.source {
+        JobSource::Mesh => MESH_AUTHOR,
+        _ => CLI_AUTHOR,
+    };
+    let address = Address {
+        guild: channel.guild_id.to_string(),
+        channel: channel.channel_id.to_string(),
+        thread: String::new(),
+        message: None,
+        author: Some(author.to_owned()),
+        mode: None,
+    };
+    let flags = ExternalFlags {
+        create_thread: true,
+        title: Some(thread_name(&record.job.prompt)),
+        echo: false,
+    };
+    Some((address, flags))
+}
+
 fn channel_target(c: ChannelRecord) -> ChannelTarget {
     ChannelTarget {
         channel: c.channel_id,
@@ -217,8 +265,8 @@ pub fn thread_name(prompt: &str) -> String {
 }
 
 /// How the prompt reads in Discord: `» **kimaki-cli:** …`, within one message.
-pub fn prompt_text(prompt: &str) -> String {
-    let head = format!("» **{CLI_AUTHOR}:** ");
+pub fn prompt_text(author: &str, prompt: &str) -> String {
+    let head = format!("» **{}:** ", author.replace('*', ""));
     let body = prompt.trim();
     let room = render::GENERATED_LIMIT.saturating_sub(head.chars().count());
     if body.chars().count() <= room {
@@ -240,6 +288,8 @@ pub struct OpenThread {
     pub guild: u64,
     pub channel: u64,
     pub title: String,
+    /// Who the prompt is shown as.
+    pub author: String,
     pub prompt: String,
 }
 
@@ -261,7 +311,7 @@ pub(super) async fn open_thread(
         Some(m) => m,
         None => {
             let body = json!({
-                "content": prompt_text(&spec.prompt),
+                "content": prompt_text(&spec.author, &spec.prompt),
                 "nonce": nonce_for(&format!("start/{}", spec.lane)),
                 "enforce_nonce": true,
                 "flags": FLAG_SUPPRESS_EMBEDS,
@@ -380,8 +430,8 @@ mod tests {
 
     #[test]
     fn prompts_fit_one_message() {
-        assert_eq!(prompt_text("hi"), "» **kimaki-cli:** hi");
-        let long = prompt_text(&"x".repeat(5000));
+        assert_eq!(prompt_text(CLI_AUTHOR, "hi"), "» **kimaki-cli:** hi");
+        let long = prompt_text(MESH_AUTHOR, &"x".repeat(5000));
         assert!(
             long.chars().count() <= render::GENERATED_LIMIT,
             "{}",

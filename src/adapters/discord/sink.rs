@@ -297,9 +297,10 @@ impl JobView {
             .as_ref()
             .map(|r| ExternalFlags::of(&r.address))
             .unwrap_or_default();
-        let echo = flags
-            .echo
-            .then(|| external::prompt_text(&record.job.prompt));
+        let echo = flags.echo.then(|| {
+            let author = address.author.as_deref().unwrap_or(external::CLI_AUTHOR);
+            external::prompt_text(author, &record.job.prompt)
+        });
         Self {
             flags,
             awaiting_thread: false,
@@ -987,10 +988,17 @@ impl Sink {
         let Some(record) = self.queue.get(id)? else {
             return Ok(false);
         };
-        let Some(address) = Address::of(&record) else {
-            return Ok(false);
+        let (address, mirrored) = match Address::of(&record) {
+            Some(a) => (a, None),
+            None => match external::mirror_address(&self.store, &record) {
+                Some((a, flags)) => (a, Some(flags)),
+                None => return Ok(false),
+            },
         };
         let mut view = JobView::new(&record, address);
+        if let Some(flags) = mirrored {
+            view.flags = flags;
+        }
         if view.flags.create_thread && view.thread == 0 {
             self.place(&mut view, &record);
         }
@@ -1110,6 +1118,11 @@ impl Sink {
                 .title
                 .clone()
                 .unwrap_or_else(|| external::thread_name(&record.job.prompt)),
+            author: view
+                .address
+                .author
+                .clone()
+                .unwrap_or_else(|| external::CLI_AUTHOR.to_owned()),
             prompt: record.job.prompt.clone(),
         };
         self.open(spec, Duration::ZERO);
