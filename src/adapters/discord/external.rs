@@ -1,6 +1,7 @@
-//! Sessions that start outside Discord (`kimaki send`, scheduled tasks) shown in Discord. The
-//! prompt never travels through Discord: it is enqueued directly, and its job carries a reply
-//! address this module writes. For a new session the address asks for a thread
+//! Sessions that start outside Discord (`kimaki send`, scheduled tasks, a mesh dispatch that asks
+//! for a mirror) shown in Discord. The prompt never travels through Discord: it is enqueued
+//! directly, and its job carries a reply address this module writes (or, for a mirrored mesh
+//! job, derives from the job's directory). For a new session the address asks for a thread
 //! (`create_thread`), which the sink opens when it first renders the job — the bot posts the
 //! prompt in the project channel and starts the thread from that message — whether the job was
 //! queued through the daemon or straight into the store while kimaki was stopped. The thread is
