@@ -135,6 +135,7 @@ async fn main() {
                                 timeout_ms: None,
                                 permission_policy: None,
                                 resume_session: None,
+                                mirror: None,
                             },
                         );
                         println!("dispatched {job}");

@@ -68,6 +68,11 @@ pub struct JobSpec {
     /// Runner session to continue (`runnerSessionId` of an earlier job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_session: Option<String>,
+    /// Local surfaces that should show the job too, e.g. `discord` (a thread in the workspace's
+    /// project channel). An agent without such a surface ignores the entry; events still go to
+    /// the coordinator as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Vec<String>>,
 }
 
 impl JobSpec {

@@ -17,6 +17,7 @@ mod start;
 mod status;
 mod task;
 mod upgrade;
+mod upload;
 mod version;
 mod worktree;
 
@@ -112,6 +113,8 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Create, list, merge back and remove git worktrees of a project.
     Worktree(worktree::WorktreeArgs),
+    /// Upload files to a Discord thread (with the configured bot token; kimaki need not run).
+    UploadToDiscord(upload::UploadArgs),
     /// Run kimaki under the OS service manager (systemd user unit, launchd agent).
     Service(service::ServiceArgs),
     /// Print version information.
@@ -171,6 +174,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Project(args) => with_config(&cli.global, env, |loaded| {
             project::run(&cli.global, args, loaded)
+        }),
+        Command::UploadToDiscord(args) => with_config(&cli.global, env, |loaded| {
+            upload::run(&cli.global, args, loaded)
         }),
     };
     match result {

@@ -28,20 +28,40 @@ const WAIT_RETRY: Duration = Duration::from_secs(1);
 #[command(after_help = "\
 Examples:
   kimaki send --project ~/code/api --prompt \"Fix the failing test in auth.rs\"
+  kimaki send --channel 1234567890 --prompt \"Investigate issue #42\"   a new thread in that channel
+  kimaki send --thread 1234567891 --prompt \"Now add a test\"          continue that thread's session
   kimaki send --project api --prompt - < task.md --wait          prompt from stdin; wait for the result
   kimaki send --session cli:01JD… --prompt \"Now add a test\"        continue that session
   kimaki send --project api --prompt \"Summarize\" --wait --json   events as JSON lines
   kimaki send --project api --prompt \"Add login\" --worktree login   in ../.worktrees/login, branch opencode/login
 
+When Discord is configured, a session is shown there: a new session in a new thread of its
+project's channel (the bot posts the prompt and the thread takes its name from it, or from
+--name), a continued one in its thread. The prompt goes straight into the queue, never through
+Discord.
+
 Exit status with --wait: 0 when the job succeeded, 1 otherwise. Without --wait the job is queued
 and the command returns at once (also when kimaki is not running: it runs at the next start).")]
 pub struct SendArgs {
     /// A registered project (its directory, name or id): starts a new session there.
-    #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+    #[arg(
+        long,
+        required_unless_present_any = ["session", "channel", "thread"],
+        conflicts_with_all = ["session", "channel", "thread"]
+    )]
     pub project: Option<String>,
+    /// A project's Discord channel (its id): starts a new session in a new thread there.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["session", "thread"])]
+    pub channel: Option<String>,
+    /// A Discord thread (its id): continues that thread's session.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["session", "worktree", "name"])]
+    pub thread: Option<String>,
     /// Continue an existing session (the one a previous `send` printed).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     pub session: Option<String>,
+    /// The name of the Discord thread a new session opens (default: the prompt's start).
+    #[arg(long)]
+    pub name: Option<String>,
     /// The prompt; `-` reads it from stdin.
     #[arg(short, long)]
     pub prompt: String,
@@ -100,10 +120,17 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
     } else {
         args.prompt.clone()
     };
-    let target = match (&args.project, &args.session) {
-        (Some(p), _) => SendTarget::Project(absolute_if_path(p)),
-        (None, Some(s)) => SendTarget::Session(s.clone()),
-        (None, None) => return Err(Failure::new(exit::USAGE, "give --project or --session")),
+    let target = match (&args.project, &args.channel, &args.thread, &args.session) {
+        (Some(p), ..) => SendTarget::Project(absolute_if_path(p)),
+        (None, Some(c), ..) => SendTarget::Channel(c.clone()),
+        (None, None, Some(t), _) => SendTarget::Thread(t.clone()),
+        (None, None, None, Some(s)) => SendTarget::Session(s.clone()),
+        (None, None, None, None) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "give --project, --channel, --thread or --session",
+            ))
+        }
     };
     let mut files = Vec::new();
     for f in &args.files {
@@ -122,6 +149,7 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         interrupt: args.interrupt,
         source: None,
         worktree: args.worktree.clone(),
+        name: args.name.clone(),
     };
     let rt = super::runtime()?;
     if let Some(when) = args.send_at.clone() {
@@ -173,6 +201,13 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
                 );
                 if args.worktree.is_some() {
                     println!("It works in {}.", receipt.workspace);
+                }
+                match (&receipt.discord_thread, &receipt.discord_channel) {
+                    (Some(t), _) => println!("Shown in Discord thread {t}."),
+                    (None, Some(c)) => {
+                        println!("Shown in Discord in a new thread of channel {c}.")
+                    }
+                    (None, None) => {}
                 }
                 println!(
                     "Continue this session: kimaki send --session {} --prompt …",

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::adapters::control::protocol::{SendReceipt, SendRequest, SendTarget};
+use crate::adapters::discord::{self, DiscordSessions};
 use crate::config::{keys, Settings};
 use crate::core::{
     Attachment, EnqueueMode, Enqueued, JobQueue, JobSource, LaneId, NewJob, PermissionPolicy,
-    QueueError, RunnerId, WorkspaceError, Workspaces, WorktreeError, Worktrees,
+    QueueError, ReplyTo, RunnerId, WorkspaceError, Workspaces, WorktreeError, Worktrees,
 };
+use crate::store::StoreError;
 
 /// Largest file `send --file` accepts.
 const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
@@ -32,6 +34,18 @@ pub enum SendError {
     Worktree(#[from] WorktreeError),
     #[error("session {0} keeps its directory; --worktree applies to a new or named session in a project")]
     WorktreeForSession(String),
+    #[error(
+        "Discord is not configured on this machine (set KIMAKI_BOT_TOKEN, e.g. with `kimaki init`)"
+    )]
+    DiscordOff,
+    #[error("{0} is not a Discord channel id")]
+    BadDiscordId(String),
+    #[error("channel {0} is not a project channel of this machine; `kimaki project list` shows the projects, and kimaki creates their channels when it runs")]
+    UnknownChannel(String),
+    #[error("thread {0} is not a session thread of this machine")]
+    UnknownThread(String),
+    #[error("the Discord maps could not be read: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl SendError {
@@ -48,6 +62,9 @@ impl SendError {
             SendError::Queue(_) => "internal",
             SendError::Worktree(WorktreeError::Git(_)) => "internal",
             SendError::Worktree(_) | SendError::WorktreeForSession(_) => "bad_request",
+            SendError::DiscordOff | SendError::BadDiscordId(_) => "bad_request",
+            SendError::UnknownChannel(_) | SendError::UnknownThread(_) => "not_found",
+            SendError::Store(_) => "internal",
         }
     }
 }
@@ -71,6 +88,7 @@ pub async fn send(local: &Local<'_>, req: SendRequest) -> Result<SendReceipt, Se
     };
     let (new, _) = prepare(local, req).await?;
     let workspace = new.workspace.clone();
+    let (discord_channel, discord_thread) = shown_in(new.reply_to.as_ref());
     let Enqueued {
         record, position, ..
     } = local.queue.enqueue(new, mode).await?;
@@ -79,6 +97,8 @@ pub async fn send(local: &Local<'_>, req: SendRequest) -> Result<SendReceipt, Se
         lane: record.job.lane.to_string(),
         workspace: workspace.display().to_string(),
         position,
+        discord_channel,
+        discord_thread,
     })
 }
 
@@ -92,39 +112,81 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
         attachments_dir,
         worktrees,
     } = *local;
-    let new_session = matches!(req.target, SendTarget::Project(_));
-    let (lane, workspace, lane_runner) = match &req.target {
+    let new_session = matches!(req.target, SendTarget::Project(_) | SendTarget::Channel(_));
+    let discord = Discord::of(local, &req);
+    let name = req.name.as_deref();
+    let (lane, workspace, lane_runner, reply_to) = match &req.target {
         SendTarget::Project(key) => {
             let ws = workspaces
                 .find(key)?
                 .ok_or_else(|| SendError::NotAProject(key.clone()))?;
             let lane = LaneId::new(format!("cli:{}", ulid::Ulid::new()));
+            let reply = discord.new_thread_for(&ws.path, name, &req.prompt)?;
             let dir = session_dir(worktrees, ws.path, req.worktree.as_deref()).await?;
-            (lane, dir, None)
+            (lane, dir, None, reply)
+        }
+        SendTarget::Channel(id) => {
+            let sessions = discord.sessions()?;
+            let channel = sessions
+                .channel(snowflake(id)?)?
+                .ok_or_else(|| SendError::UnknownChannel(id.clone()))?;
+            let key = channel.directory.display().to_string();
+            let ws = workspaces
+                .find(&key)?
+                .ok_or_else(|| SendError::NotAProject(key.clone()))?;
+            let lane = LaneId::new(format!("cli:{}", ulid::Ulid::new()));
+            let reply = discord::reply_in_new_thread(&channel, name, &req.prompt);
+            let dir = session_dir(worktrees, ws.path, req.worktree.as_deref()).await?;
+            (lane, dir, None, Some(reply))
         }
         SendTarget::NamedSession { project, session } => {
             let ws = workspaces
                 .find(project)?
                 .ok_or_else(|| SendError::NotAProject(project.clone()))?;
             let lane = LaneId::new(session.clone());
+            let reply = match discord.thread_for_lane(session)? {
+                Some(r) => Some(r),
+                None => discord.new_thread_for(&ws.path, name, &req.prompt)?,
+            };
             let dir = session_dir(worktrees, ws.path, req.worktree.as_deref()).await?;
             match queue.lane(&lane)? {
                 Some(record) if record.workspace != dir => {
                     return Err(SendError::SessionElsewhere(session.clone()))
                 }
-                Some(record) => (lane, dir, Some(record.runner)),
-                None => (lane, dir, None),
+                Some(record) => (lane, dir, Some(record.runner), reply),
+                None => (lane, dir, None, reply),
             }
         }
-        SendTarget::Session(lane) if req.worktree.is_some() => {
+        SendTarget::Session(lane) | SendTarget::Thread(lane) if req.worktree.is_some() => {
             return Err(SendError::WorktreeForSession(lane.clone()))
         }
         SendTarget::Session(lane) => {
+            let reply = discord.thread_for_lane(lane)?;
             let lane = LaneId::new(lane.clone());
             let record = queue
                 .lane(&lane)?
                 .ok_or_else(|| SendError::UnknownSession(lane.to_string()))?;
-            (lane, record.workspace, Some(record.runner))
+            (lane, record.workspace, Some(record.runner), reply)
+        }
+        SendTarget::Thread(id) => {
+            let thread = discord
+                .sessions()?
+                .thread(snowflake(id)?)?
+                .ok_or_else(|| SendError::UnknownThread(id.clone()))?;
+            let lane = LaneId::new(thread.lane.clone());
+            // The lane knows the directory the session runs in (a worktree, say); a thread
+            // whose session never ran yet runs in its channel's project.
+            let (dir, runner) = match queue.lane(&lane)? {
+                Some(record) => (record.workspace, Some(record.runner)),
+                None => (
+                    thread
+                        .directory
+                        .clone()
+                        .ok_or_else(|| SendError::UnknownThread(id.clone()))?,
+                    None,
+                ),
+            };
+            (lane, dir, runner, Some(discord::reply_in_thread(&thread)))
         }
     };
     let runner = req
@@ -154,12 +216,84 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
         agent,
         permission_policy: PermissionPolicy::Ask,
         timeout_ms: None,
-        reply_to: None,
+        reply_to,
         meta: Default::default(),
         held: false,
         voice: None,
     };
     Ok((new, new_session))
+}
+
+/// Which Discord thread shows a local request's session. Only when Discord is configured, and
+/// only for requests from the command line and scheduled tasks (the local HTTP API answers its
+/// own caller).
+struct Discord {
+    sessions: Option<DiscordSessions>,
+}
+
+impl Discord {
+    fn of(local: &Local<'_>, req: &SendRequest) -> Self {
+        let shown = matches!(
+            req.source,
+            None | Some(JobSource::Cli) | Some(JobSource::Scheduler)
+        );
+        let configured = local.settings.is_set(keys::BOT_TOKEN);
+        Self {
+            sessions: (configured && shown)
+                .then(|| DiscordSessions::new(local.queue.store().clone())),
+        }
+    }
+
+    /// For `--channel` / `--thread`, which mean nothing without Discord.
+    fn sessions(&self) -> Result<&DiscordSessions, SendError> {
+        self.sessions.as_ref().ok_or(SendError::DiscordOff)
+    }
+
+    /// A new thread in the project's channel, when the project has one.
+    fn new_thread_for(
+        &self,
+        project: &Path,
+        name: Option<&str>,
+        prompt: &str,
+    ) -> Result<Option<ReplyTo>, SendError> {
+        let Some(s) = &self.sessions else {
+            return Ok(None);
+        };
+        Ok(s.channel_for_directory(project)?
+            .map(|c| discord::reply_in_new_thread(&c, name, prompt)))
+    }
+
+    /// The thread already showing `lane`, if any.
+    fn thread_for_lane(&self, lane: &str) -> Result<Option<ReplyTo>, SendError> {
+        let Some(s) = &self.sessions else {
+            return Ok(None);
+        };
+        Ok(s.thread_for_lane(lane)?
+            .map(|t| discord::reply_in_thread(&t)))
+    }
+}
+
+fn snowflake(id: &str) -> Result<u64, SendError> {
+    id.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| SendError::BadDiscordId(id.to_owned()))
+}
+
+/// `(channel, thread)` of a Discord reply address, for the receipt.
+fn shown_in(reply: Option<&ReplyTo>) -> (Option<String>, Option<String>) {
+    let Some(r) = reply.filter(|r| r.adapter == discord::ADAPTER) else {
+        return (None, None);
+    };
+    let field = |k: &str| {
+        r.address
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    (field("channel"), field("thread"))
 }
 
 /// The project's directory, or the same directory inside worktree `name` (created on first use,

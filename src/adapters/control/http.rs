@@ -184,6 +184,7 @@ async fn run(
         interrupt: false,
         source: Some(crate::core::JobSource::Api),
         worktree: None,
+        name: None,
     };
     match api.handler.call(Call::Send(req)).await {
         Ok(v) => match serde_json::from_value::<SendReceipt>(v) {

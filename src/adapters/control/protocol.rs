@@ -90,6 +90,10 @@ pub enum SendTarget {
     /// A session with a caller-chosen name in a registered project: created on first use,
     /// continued afterwards.
     NamedSession { project: String, session: String },
+    /// A new session in the project of a Discord channel (shown in a new thread there).
+    Channel(String),
+    /// The session of a Discord thread (shown in that thread).
+    Thread(String),
 }
 
 /// A prompt from a local client.
@@ -114,6 +118,9 @@ pub struct SendRequest {
     /// Run the session in the git worktree of this name (created on first use, reused after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<String>,
+    /// The name of the Discord thread a new session opens (default: from the prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// What the client is told.
@@ -123,6 +130,12 @@ pub struct SendReceipt {
     pub lane: String,
     pub workspace: String,
     pub position: u32,
+    /// The Discord channel a new thread for this session opens in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord_channel: Option<String>,
+    /// The Discord thread that shows this session, when it exists already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord_thread: Option<String>,
 }
 
 impl SendRequest {
@@ -138,6 +151,7 @@ impl SendRequest {
             interrupt: false,
             source: None,
             worktree: None,
+            name: None,
         }
     }
 }

@@ -209,6 +209,8 @@ pub(super) struct Bot {
     thread_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     claims: Mutex<Claims>,
     refusals: Mutex<HashMap<(u64, u64), Instant>>,
+    /// Project channels are created one at a time (see `setup::ensure_project_channel`).
+    pub(super) channel_setup: tokio::sync::Mutex<()>,
     pub(super) conn: watch::Sender<Conn>,
     pub(super) identity: Arc<Mutex<Option<Identity>>>,
 }
@@ -253,6 +255,7 @@ impl Bot {
             thread_locks: Mutex::new(HashMap::new()),
             claims: Mutex::new(Claims::default()),
             refusals: Mutex::new(HashMap::new()),
+            channel_setup: tokio::sync::Mutex::new(()),
             conn,
             identity: Arc::default(),
         }
@@ -637,10 +640,18 @@ pub(super) async fn run_sync(bot: Arc<Bot>) {
     let mut tick = tokio::time::interval(bot.config.timings.channel_sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // A project added while kimaki runs (`kimaki project add`) gets its channel at once, not at
+    // the next tick.
+    let mut projects = bot.workspaces.subscribe();
+    let mut watching = true;
     loop {
         tokio::select! {
             _ = bot.cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = projects.changed(), if watching => {
+                // The registry cannot go away while the bot holds it; should it, the tick stays.
+                watching = changed.is_ok();
+            }
         }
         if *bot.conn.borrow() != Conn::Ready {
             continue;

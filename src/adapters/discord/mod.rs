@@ -7,6 +7,8 @@
 //! - `config`: `DiscordConfig` (token, API base, access, defaults, timings).
 //! - `client`: serenity's client, the gateway supervisor and the adapter's event loop.
 //! - `inbound`: message → job (threads, queue/interrupt, attachments, `!`, backfill).
+//! - `external`: sessions started outside Discord (`kimaki send`) shown in a thread the sink
+//!   opens; `upload`: files posted to a thread from the command line.
 //! - `sink`: job events → slots; `outbound`: per-channel workers that post, edit and retry.
 //! - `render/`: pure text rendering (splitter, footer, tool lines, verbosity).
 //! - `interactions`: buttons, selects, slash commands, autocomplete, permission time-outs.
@@ -22,6 +24,7 @@ mod attachments;
 mod client;
 mod commands;
 mod config;
+mod external;
 mod gateway_proxy;
 mod inbound;
 mod interactions;
@@ -32,6 +35,7 @@ mod setup;
 mod shell;
 mod sink;
 mod store;
+mod upload;
 mod voice_retry;
 mod worktrees;
 
@@ -44,12 +48,19 @@ use tokio_util::task::TaskTracker;
 
 pub use client::Identity;
 pub use config::{AccessConfig, DiscordConfig, DiscordTimings};
+pub use external::{
+    reply_in_new_thread, reply_in_thread, ChannelTarget, DiscordSessions, ThreadTarget,
+};
 pub use gateway_proxy::{
     install_url_with_callback, Authorization, CredentialCheck, GatewayProxy, GatewayProxyError,
     Onboarding, PollOutcome, SavedOnboarding, LONG_POLL,
 };
 pub use outbound::OutboundTimings;
 pub use render::Verbosity;
+pub use sink::ADAPTER;
+pub use upload::{
+    upload as upload_files, UploadError, UploadedMessage, MAX_FILES_PER_MESSAGE, MAX_MESSAGE_BYTES,
+};
 
 use crate::core::{Health, JobQueue, QueueError, Workspaces, Worktrees};
 use crate::store::{Store, StoreError};

@@ -96,21 +96,38 @@ impl Rest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<RestReply, RestError> {
+        let mut req = self.request(method, path);
+        req = match body {
+            Some(b) => req.json(b),
+            None => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+        };
+        Self::finish(req).await
+    }
+
+    /// A multipart POST (file uploads), no retry. A form is consumed by sending, so a caller
+    /// that retries builds it again.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<RestReply, RestError> {
+        Self::finish(self.request(Method::POST, path).multipart(form)).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let token = self.token.expose();
         let auth = if token.starts_with("Bot ") {
             token.to_owned()
         } else {
             format!("Bot {token}")
         };
-        let mut req = self
-            .http
+        self.http
             .request(method, format!("{}{path}", self.api))
             .header(reqwest::header::AUTHORIZATION, auth)
-            .header(reqwest::header::USER_AGENT, USER_AGENT);
-        req = match body {
-            Some(b) => req.json(b),
-            None => req.header(reqwest::header::CONTENT_LENGTH, "0"),
-        };
+            .header(reqwest::header::USER_AGENT, USER_AGENT)
+    }
+
+    async fn finish(req: reqwest::RequestBuilder) -> Result<RestReply, RestError> {
         let resp = req
             .send()
             .await

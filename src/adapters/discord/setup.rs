@@ -219,13 +219,23 @@ pub async fn ensure_project_channel(
     ws: &Workspace,
     channels: &mut HashMap<ChannelId, GuildChannel>,
 ) -> Result<ChannelRecord, DiscordError> {
+    // The start-up setup, the channel sync (which wakes when a project is added) and
+    // `/add-project` can ask for the same project's channel at once: one at a time, and a
+    // channel another one created meanwhile (missing from this caller's older listing) is
+    // looked up again rather than created twice.
+    let _one_at_a_time = bot.channel_setup.lock().await;
     let records = bot.store.channels()?;
     if let Some(r) = records
         .iter()
         .find(|r| r.guild_id == guild && r.workspace_id == ws.id)
-        .filter(|r| channels.contains_key(&ChannelId::new(r.channel_id.max(1))))
     {
-        return Ok(r.clone());
+        let id = ChannelId::new(r.channel_id.max(1));
+        if !channels.contains_key(&id) {
+            *channels = GuildId::new(guild.max(1)).channels(&bot.http).await?;
+        }
+        if channels.contains_key(&id) {
+            return Ok(r.clone());
+        }
     }
     bot.store.set_tombstone(&ws.id, false, clock::now_ms())?;
     let categories = our_categories(bot, guild, channels);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::external::{self, ExternalFlags, OpenError, OpenThread};
 use super::outbound::{ChannelOp, Outbound, Slot};
 use super::render::{self, PermissionOutcome, Verbosity};
 use super::store::DiscordStore;
@@ -54,6 +55,9 @@ const TRANSCRIPT_NOTICE: &str = "transcript";
 
 /// Select menus hold at most 25 options; one is "Other".
 const MAX_QUESTION_OPTIONS: usize = 24;
+
+/// A thread that could not be opened for a transient reason is tried again after this long.
+const REOPEN_AFTER: Duration = Duration::from_secs(30);
 
 /// Where a job's output goes, as this adapter writes `ReplyTo::address`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +255,12 @@ struct JobView {
     thread: u64,
     project_channel: u64,
     address: Address,
+    /// What a job from outside Discord needs: a thread opened first, its prompt shown.
+    flags: ExternalFlags,
+    /// The thread is being opened; nothing is sent until it exists.
+    awaiting_thread: bool,
+    /// `» **kimaki-cli:** …`, shown first for a prompt that did not come from Discord.
+    echo: Option<String>,
     runner: String,
     workspace: PathBuf,
     model: Option<String>,
@@ -286,7 +296,20 @@ impl JobView {
             .chars()
             .take(ANNOUNCE_CHARS)
             .collect();
+        let flags = record
+            .job
+            .reply_to
+            .as_ref()
+            .map(|r| ExternalFlags::of(&r.address))
+            .unwrap_or_default();
+        let echo = flags.echo.then(|| {
+            let author = address.author.as_deref().unwrap_or(external::CLI_AUTHOR);
+            external::prompt_text(author, &record.job.prompt)
+        });
         Self {
+            flags,
+            awaiting_thread: false,
+            echo,
             job_id: record.job.id.to_string(),
             lane: record.job.lane.to_string(),
             thread: address.thread_id().unwrap_or(0),
@@ -577,6 +600,9 @@ impl JobView {
         let mut out: Vec<Slot> = Vec::new();
         let mut deletes: Vec<String> = Vec::new();
         let reply_to = self.address.message_id();
+        if let Some(echo) = &self.echo {
+            out.push(Slot::new(format!("{job}/prompt"), echo.clone()));
+        }
         if self.address.mode.as_deref() == Some("queue") {
             if let Some(pos) = self.queued_position.filter(|p| *p > 0) {
                 let mut s = Slot::new(
@@ -854,6 +880,10 @@ pub struct Sink {
     foreign_order: std::collections::VecDeque<String>,
     lane_context: HashMap<String, u32>,
     finishing: tokio::task::JoinSet<(String, bool)>,
+    /// Threads being opened for jobs from outside Discord, one task per lane.
+    opening: tokio::task::JoinSet<(OpenThread, Result<u64, OpenError>)>,
+    opening_lanes: HashSet<String>,
+    cancel: CancellationToken,
 }
 
 impl Sink {
@@ -875,11 +905,15 @@ impl Sink {
             foreign_order: std::collections::VecDeque::new(),
             lane_context: HashMap::new(),
             finishing: tokio::task::JoinSet::new(),
+            opening: tokio::task::JoinSet::new(),
+            opening_lanes: HashSet::new(),
+            cancel: CancellationToken::new(),
         }
     }
 
     /// Re-renders jobs left unfinished by the last run, then follows the bus until cancelled.
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.cancel = cancel.clone();
         match self.store.rendering_jobs() {
             Ok(jobs) => {
                 for job in jobs {
@@ -903,6 +937,11 @@ impl Sink {
                     Some(ev) => self.on_event(&ev.event).await,
                     None => break,
                 },
+                Some(opened) = self.opening.join_next(), if !self.opening.is_empty() => {
+                    if let Ok((spec, result)) = opened {
+                        self.on_opened(spec, result).await;
+                    }
+                }
                 Some(done) = self.finishing.join_next(), if !self.finishing.is_empty() => {
                     // Not delivered (shutdown): the job stays listed and is re-rendered at start.
                     if let Ok((job, true)) = done {
@@ -966,10 +1005,20 @@ impl Sink {
         let Some(record) = self.queue.get(id)? else {
             return Ok(false);
         };
-        let Some(address) = Address::of(&record) else {
-            return Ok(false);
+        let (address, mirrored) = match Address::of(&record) {
+            Some(a) => (a, None),
+            None => match external::mirror_address(&self.store, &record) {
+                Some((a, flags)) => (a, Some(flags)),
+                None => return Ok(false),
+            },
         };
         let mut view = JobView::new(&record, address);
+        if let Some(flags) = mirrored {
+            view.flags = flags;
+        }
+        if view.flags.create_thread && view.thread == 0 {
+            self.place(&mut view, &record);
+        }
         let events = self.queue.bus().job_events(id, 0)?;
         let step = self.lane_context.entry(view.lane.clone()).or_insert(0);
         let mut terminal = false;
@@ -1012,6 +1061,10 @@ impl Sink {
         let Some(view) = self.views.get_mut(job) else {
             return;
         };
+        if view.awaiting_thread {
+            // Rendered in full once the thread exists.
+            return;
+        }
         let verbosity = self.settings.verbosity(view.project_channel);
         let ctx = RenderCtx {
             verbosity,
@@ -1055,6 +1108,92 @@ impl Sink {
             });
         } else if channel == 0 {
             self.finished_rendering(job);
+        }
+    }
+
+    /// Puts a job that asks for a new thread into its lane's thread: the one already opened for
+    /// the lane, or one this sink opens now (the job waits for it).
+    fn place(&mut self, view: &mut JobView, record: &JobRecord) {
+        match self.store.lane_thread(&view.lane) {
+            Ok(Some(t)) => {
+                view.thread = t.thread_id;
+                view.address.thread = t.thread_id.to_string();
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(lane = %view.lane, error = %e, "Could not look up a lane's thread.")
+            }
+        }
+        view.awaiting_thread = true;
+        let spec = OpenThread {
+            lane: view.lane.clone(),
+            guild: view.address.guild.parse().unwrap_or(0),
+            channel: view.project_channel,
+            title: view
+                .flags
+                .title
+                .clone()
+                .unwrap_or_else(|| external::thread_name(&record.job.prompt)),
+            author: view
+                .address
+                .author
+                .clone()
+                .unwrap_or_else(|| external::CLI_AUTHOR.to_owned()),
+            prompt: record.job.prompt.clone(),
+        };
+        self.open(spec, Duration::ZERO);
+    }
+
+    fn open(&mut self, spec: OpenThread, after: Duration) {
+        if !self.opening_lanes.insert(spec.lane.clone()) {
+            return;
+        }
+        let rest = self.outbound.rest().clone();
+        let store = self.store.clone();
+        let cancel = self.cancel.clone();
+        self.opening.spawn(async move {
+            if !after.is_zero() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return (spec, Err(OpenError::Stopped)),
+                    _ = tokio::time::sleep(after) => {}
+                }
+            }
+            let result = external::open_thread(&rest, &store, &spec, &cancel).await;
+            (spec, result)
+        });
+    }
+
+    async fn on_opened(&mut self, spec: OpenThread, result: Result<u64, OpenError>) {
+        self.opening_lanes.remove(&spec.lane);
+        let waiting: Vec<String> = self
+            .views
+            .iter()
+            .filter(|(_, v)| v.awaiting_thread && v.lane == spec.lane)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let thread = match result {
+            Ok(t) => t,
+            Err(OpenError::Stopped) => return,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(lane = %spec.lane, error = %e, "Could not open a thread yet; trying again.");
+                self.open(spec, REOPEN_AFTER);
+                return;
+            }
+            Err(e) => {
+                // Discord refused (a deleted channel, missing permissions): the session runs,
+                // but cannot be shown.
+                tracing::error!(lane = %spec.lane, channel = spec.channel, error = %e, "Could not open a thread for a session; its output is not shown in Discord.");
+                0
+            }
+        };
+        for job in waiting {
+            if let Some(v) = self.views.get_mut(&job) {
+                v.awaiting_thread = false;
+                v.thread = thread;
+                v.address.thread = thread.to_string();
+            }
+            self.render(&job).await;
         }
     }
 

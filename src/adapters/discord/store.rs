@@ -238,6 +238,47 @@ impl DiscordStore {
         self.delete(&key("thread", id))
     }
 
+    /// The thread showing a lane: the index written for threads the adapter opened for jobs
+    /// from elsewhere, else the thread whose record names the lane.
+    pub fn lane_thread(&self, lane: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        if let Some(id) = self.get::<u64>(&key("lane_thread", lane))? {
+            if let Some(t) = self.thread(id)? {
+                return Ok(Some(t));
+            }
+        }
+        if let Some(id) = lane
+            .strip_prefix("discord:")
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            if let Some(t) = self.thread(id)?.filter(|t| t.lane == lane) {
+                return Ok(Some(t));
+            }
+        }
+        Ok(self.threads()?.into_iter().find(|t| t.lane == lane))
+    }
+
+    /// Records a thread opened for a lane, thread first, so the index never points at nothing.
+    pub async fn put_lane_thread(&self, t: &ThreadRecord) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        b.put(Tree::Adapter, key("thread", t.thread_id).as_bytes(), t)?;
+        b.put(
+            Tree::Adapter,
+            key("lane_thread", &t.lane).as_bytes(),
+            &t.thread_id,
+        )?;
+        self.store.commit(b).await
+    }
+
+    /// The channel message a lane's thread is being started from (kept so a retry after a
+    /// crash starts the thread from the same message instead of posting the prompt again).
+    pub fn starter(&self, lane: &str) -> Result<Option<u64>, StoreError> {
+        self.get(&key("starter", lane))
+    }
+
+    pub async fn put_starter(&self, lane: &str, message: u64) -> Result<(), StoreError> {
+        self.put_durable(&key("starter", lane), &message).await
+    }
+
     /// Messages addressed to other people in a session thread, for the agent's next turn.
     pub fn push_context(&self, thread: u64, line: String) -> Result<(), StoreError> {
         let k = key("context", thread);

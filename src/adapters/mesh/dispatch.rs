@@ -179,6 +179,10 @@ impl Agent {
         let interactive = map::has_feature(&live.features, mesh_protocol::features::INTERACTIVE);
         let mut meta = serde_json::Map::new();
         meta.insert("meshAttempt".into(), json!(d.attempt));
+        if let Some(surfaces) = spec.mirror.as_ref().filter(|m| !m.is_empty()) {
+            // Passed on as asked: whichever local surface is named decides how to show it.
+            meta.insert("mirror".into(), json!(surfaces));
+        }
         let new = NewJob {
             id: Some(JobId::new(job_id.clone())),
             lane: LaneId::new(lane),

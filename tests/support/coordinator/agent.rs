@@ -74,6 +74,7 @@ pub fn spec(runner: &str, workspace_id: &str, prompt: &str) -> JobSpec {
         timeout_ms: None,
         permission_policy: Some(PermissionPolicy::Ask),
         resume_session: None,
+        mirror: None,
     }
 }
 
