@@ -129,7 +129,9 @@ fn discord_start(rt: &tokio::runtime::Runtime) {
                     s.rest_log
                         .iter()
                         .find(|r| {
-                            r.method == "PUT" && r.path.ends_with("/commands") && r.at_ms >= ready_at
+                            r.method == "PUT"
+                                && r.path.ends_with("/commands")
+                                && r.at_ms >= ready_at
                         })
                         .map(|r| r.at_ms)
                 }));
@@ -219,8 +221,16 @@ async fn discord_echo() {
         in_thread.push(t0.elapsed());
     }
     p50_p99("discord_echo_message_to_thread", to_thread, ", in process");
-    p50_p99("discord_echo_message_to_reply", to_reply, ", in process, new thread");
-    p50_p99("discord_echo_follow_up_to_reply", in_thread, ", in process, same thread");
+    p50_p99(
+        "discord_echo_message_to_reply",
+        to_reply,
+        ", in process, new thread",
+    );
+    p50_p99(
+        "discord_echo_follow_up_to_reply",
+        in_thread,
+        ", in process, same thread",
+    );
     k.finish().await;
 }
 
@@ -251,11 +261,7 @@ fn discord_messages(rt: &tokio::runtime::Runtime) {
             .send(&format!("[[fake:text]] task {i}"));
         let thread = rt.block_on(twin.wait_thread(|t| t.id.get() == sent.get(), WAIT));
         to_thread.push(t0.elapsed());
-        rt.block_on(twin.wait_bot_message(
-            thread.id,
-            |m| m.content.contains(TEXT_REPLY),
-            WAIT,
-        ));
+        rt.block_on(twin.wait_bot_message(thread.id, |m| m.content.contains(TEXT_REPLY), WAIT));
         to_reply.push(t0.elapsed());
     }
     // Let the last footers and edits settle before reading memory.
@@ -292,7 +298,10 @@ async fn mesh_dispatch() {
         mib(linked.saturating_sub(before))
     );
     for i in 0..JOBS {
-        let job = coord.dispatch(&gateway, spec("echo", &agent.workspace_id, &format!("hi {i}")));
+        let job = coord.dispatch(
+            &gateway,
+            spec("echo", &agent.workspace_id, &format!("hi {i}")),
+        );
         coord.wait_finished(&job, WAIT).await;
     }
     p50_p99(

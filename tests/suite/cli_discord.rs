@@ -103,3 +103,41 @@ fn a_refused_token_is_reported_and_kimaki_keeps_serving_the_cli() {
     assert!(!k.log().contains("wwwwwwww"));
     assert!(!d.output().contains("wwwwwwww"));
 }
+
+#[test]
+fn an_unreachable_discord_does_not_hold_up_the_rest_of_kimaki() {
+    // A closed loopback port: every connection attempt is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let k = Kimaki::new()
+        .with_env(
+            "KIMAKI_BOT_TOKEN",
+            "MTIzNDU2Nzg5MDEyMzQ1Njc4.GTwin0.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+        )
+        .with_env("KIMAKI_DISCORD_API_URL", &url);
+    let started = std::time::Instant::now();
+    let mut d = k.start(&[]);
+    let ready = d.wait_event("ready", Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ready came after {:?}",
+        started.elapsed()
+    );
+    assert!(ready.get("app_id").is_none(), "not connected: {ready}");
+    let status = k.run(&["status", "--json"]).json();
+    let discord = status["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .cloned()
+        .unwrap();
+    // It keeps trying: between attempts it waits, and says so.
+    assert!(
+        discord["state"] == "backoff" || discord["state"] == "connecting",
+        "{status}"
+    );
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(WAIT).success(), "{}", d.output());
+}

@@ -137,6 +137,8 @@ impl serenity::client::RawEventHandler for SharedRaw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Conn {
     Connecting,
+    /// An attempt failed (Discord unreachable or the connection dropped); retrying with backoff.
+    Retrying,
     Ready,
     Fatal(FatalKind),
     Stopped,
@@ -502,6 +504,7 @@ pub(super) async fn supervise(
                         Some(url) => *client.ws_url.lock().await = url,
                         None => {
                             failures += 1;
+                            bot.conn.send_replace(Conn::Retrying);
                             if !wait_before_retry(&bot, failures).await {
                                 break;
                             }
@@ -535,6 +538,7 @@ pub(super) async fn supervise(
                     return;
                 }
                 failures += 1;
+                bot.conn.send_replace(Conn::Retrying);
                 tracing::warn!(error = %e, attempt = failures, "The Discord connection ended; reconnecting.");
                 if !wait_before_retry(&bot, failures).await {
                     break;

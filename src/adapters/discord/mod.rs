@@ -166,7 +166,7 @@ impl DiscordHandle {
             match rx.borrow_and_update().clone() {
                 Conn::Fatal(kind) => return Err(kind.error()),
                 Conn::Stopped => return Ok(()),
-                Conn::Connecting | Conn::Ready => {}
+                Conn::Connecting | Conn::Retrying | Conn::Ready => {}
             }
             if rx.changed().await.is_err() {
                 return Ok(());
@@ -198,9 +198,9 @@ impl DiscordHandle {
 }
 
 /// Starts the adapter: checks the token, starts rendering and the gateway, and waits (up to
-/// `timings.ready_timeout`) for READY. A rejected token or missing intent is returned as an
-/// error and never retried; a slow or unreachable Discord returns the handle while it keeps
-/// connecting in the background.
+/// `timings.ready_timeout`) for READY or a first failed attempt. A rejected token or missing
+/// intent is returned as an error and never retried; a slow or unreachable Discord returns the
+/// handle while it keeps connecting in the background.
 pub async fn spawn(
     config: DiscordConfig,
     deps: DiscordDeps,
@@ -314,7 +314,13 @@ pub async fn spawn(
     let mut rx = handle.conn.clone();
     let waited = tokio::time::timeout(
         ready_timeout,
-        rx.wait_for(|c| matches!(c, Conn::Ready | Conn::Fatal(_) | Conn::Stopped)),
+        // A failed first attempt returns too: the rest of kimaki should not wait out an outage.
+        rx.wait_for(|c| {
+            matches!(
+                c,
+                Conn::Ready | Conn::Retrying | Conn::Fatal(_) | Conn::Stopped
+            )
+        }),
     )
     .await;
     let fatal = match waited {
