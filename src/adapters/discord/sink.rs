@@ -844,7 +844,9 @@ fn git_branch(dir: &std::path::Path) -> Option<String> {
     let head_path = if git.is_file() {
         // A worktree: `.git` is a file pointing at the real git dir.
         let pointer = std::fs::read_to_string(&git).ok()?;
-        PathBuf::from(pointer.trim().strip_prefix("gitdir:")?.trim()).join("HEAD")
+        let gitdir = PathBuf::from(pointer.trim().strip_prefix("gitdir:")?.trim());
+        // git writes an absolute path, but a relative one is valid too (relative to `dir`).
+        dir.join(gitdir).join("HEAD")
     } else {
         git.join("HEAD")
     };
