@@ -90,3 +90,71 @@ fn sigusr1_writes_a_state_dump() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+#[test]
+fn a_restart_keeps_the_job_queued_behind_a_running_one() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let llm = rt.block_on(crate::support::fake_llm::FakeLlm::start());
+    let (k, project) = Kimaki::new().with_fake_codex(&llm);
+    let p = project.to_str().unwrap().to_owned();
+    let mut d = k.start(&[]);
+    let first_ready = d.wait_ready();
+
+    // A slow turn runs; a second prompt in the same session waits behind it.
+    let out = k.run(&[
+        "send",
+        "--project",
+        &p,
+        "--prompt",
+        "[[fake:slow:200]] first",
+        "--json",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let session = out.json()["lane"].as_str().unwrap().to_owned();
+    let out = k.run(&[
+        "send",
+        "--session",
+        &session,
+        "--prompt",
+        "[[fake:text]] queued behind",
+        "--json",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let queued = out.json();
+    assert!(queued["position"].as_u64().unwrap() >= 1, "{queued}");
+
+    let status = k.run(&["status", "--json"]).json();
+    assert_eq!(
+        status["queue"]["queued"], 1,
+        "still waiting at the restart: {status}"
+    );
+    let out = k.run(&["restart", "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    d.wait_event("stopping", Duration::from_secs(20));
+    let second_ready = d.wait_ready();
+    assert_eq!(first_ready["pid"], second_ready["pid"]);
+
+    // The queued prompt reaches the model after the restart.
+    let saw = |needle: &str| {
+        llm.requests()
+            .iter()
+            .filter(|r| r.body.to_string().contains(needle))
+            .count()
+    };
+    crate::support::poll::until(
+        "the queued prompt to run after the restart",
+        Duration::from_secs(60),
+        || (saw("queued behind") > 0).then_some(()),
+    );
+    crate::support::poll::until("the session to go idle", Duration::from_secs(60), || {
+        let s = k.run(&["session", "list", "--json"]).json();
+        s.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["session"] == session.as_str() && x["state"] == "idle")
+            .then_some(())
+    });
+    let out = k.run(&["stop"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
