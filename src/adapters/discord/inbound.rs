@@ -253,7 +253,13 @@ pub fn compose_prompt(
 /// Handles one message; `backfilled` when it came from history after a gateway gap.
 pub async fn on_message(bot: &Bot, m: InboundMessage, backfilled: bool) {
     let me = bot.bot_id();
-    let project = bot.store.channel(m.channel_id).ok().flatten();
+    let mut project = bot.store.channel(m.channel_id).ok().flatten();
+    if project.is_none() && bot.channel_setup.try_lock().is_err() {
+        // A project channel is being created: Discord can deliver a message in it before its
+        // mapping is stored. Wait for the setup, then look again.
+        drop(bot.channel_setup.lock().await);
+        project = bot.store.channel(m.channel_id).ok().flatten();
+    }
     let own = me != 0 && m.author_id == me;
     if own || !ACTED_ON_TYPES.contains(&m.kind) || m.webhook {
         // Nothing to do, but the backfill after a gap starts after it (in our channels only).
