@@ -10,5 +10,6 @@ pub mod git;
 pub mod mesh;
 pub mod opencode;
 pub mod process;
+pub mod runner_state;
 pub mod scheduler;
 pub mod voice;

@@ -3,9 +3,8 @@
 //! until `turn/completed`; approvals are answered from the job's policy or by a person; cancel is
 //! `turn/interrupt`, then the process group is stopped.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -15,6 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::config::{spec, CodexConfig, RUNNER_ID};
 use super::map::{self, Incoming, Mapper, ServerAsk, TurnEnd};
 use crate::adapters::process::{self, JsonlProcess, Line, ProcessSpec};
+use crate::adapters::runner_state::{AlwaysAllowed, VersionCache};
 use crate::config::programs::{find_program, program_version};
 use crate::core::events::{FailureKind, PermissionDecision};
 use crate::core::{
@@ -25,54 +25,23 @@ use crate::core::{
 /// kimaki's version, sent as the client version in `initialize`.
 const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Sessions whose "always allow" answers are remembered; older ones are forgotten first.
-const ALWAYS_SESSIONS_KEPT: usize = 1024;
-
 /// Failure messages carry at most this much of the runner's stderr.
 const STDERR_IN_MESSAGE: usize = 2000;
 
 /// Runs jobs with the Codex CLI.
 pub struct CodexRunner {
     config: CodexConfig,
-    /// `--version` of the resolved program, asked once per path.
-    version: tokio::sync::Mutex<Option<(PathBuf, Option<String>)>>,
+    version: VersionCache,
     /// Tools a person allowed "always", per Codex thread. Outlives the per-job processes.
-    always: Mutex<AlwaysAllowed>,
-}
-
-/// Tools allowed for the rest of a session, for a bounded number of sessions.
-#[derive(Default)]
-struct AlwaysAllowed {
-    order: Vec<String>,
-    tools: HashMap<String, HashSet<String>>,
-}
-
-impl AlwaysAllowed {
-    fn allows(&self, session: &str, tool: &str) -> bool {
-        self.tools.get(session).is_some_and(|t| t.contains(tool))
-    }
-
-    fn allow(&mut self, session: &str, tool: &str) {
-        if !self.tools.contains_key(session) {
-            if self.order.len() >= ALWAYS_SESSIONS_KEPT {
-                let oldest = self.order.remove(0);
-                self.tools.remove(&oldest);
-            }
-            self.order.push(session.to_owned());
-        }
-        self.tools
-            .entry(session.to_owned())
-            .or_default()
-            .insert(tool.to_owned());
-    }
+    always: AlwaysAllowed,
 }
 
 impl CodexRunner {
     pub fn new(config: CodexConfig) -> Self {
         Self {
             config,
-            version: tokio::sync::Mutex::new(None),
-            always: Mutex::new(AlwaysAllowed::default()),
+            version: VersionCache::default(),
+            always: AlwaysAllowed::default(),
         }
     }
 
@@ -86,32 +55,6 @@ impl CodexRunner {
             "the Codex CLI (`{}`) was not found; install it with `{install}` or set CODEX_BIN to its path",
             self.config.program
         )
-    }
-
-    async fn version_of(&self, program: &Path) -> Option<String> {
-        let mut slot = self.version.lock().await;
-        if let Some((p, v)) = slot.as_ref() {
-            if p == program {
-                return v.clone();
-            }
-        }
-        let v = program_version(program).await.ok();
-        *slot = Some((program.to_owned(), v.clone()));
-        v
-    }
-
-    fn is_always_allowed(&self, session: &str, tool: &str) -> bool {
-        self.always
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allows(session, tool)
-    }
-
-    fn allow_always(&self, session: &str, tool: &str) {
-        self.always
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(session, tool);
     }
 
     fn spawn_args(&self, request: &RunRequest) -> Vec<String> {
@@ -194,7 +137,7 @@ impl Runner for CodexRunner {
                 format!("the workspace {} does not exist", request.cwd.display()),
             ));
         }
-        let version = self.version_of(&program).await;
+        let version = self.version.of(&program).await;
         let log_dir = self.config.log_dir();
         process::prune_logs(log_dir.clone()).await;
         let spec = ProcessSpec {
@@ -553,7 +496,7 @@ impl Session<'_> {
                 let auto = match self.policy {
                     PermissionPolicy::Allow => Some((PermissionDecision::Once, "policy: allow")),
                     PermissionPolicy::Deny => Some((PermissionDecision::Reject, "policy: deny")),
-                    PermissionPolicy::Ask if self.runner.is_always_allowed(&session, &tool) => {
+                    PermissionPolicy::Ask if self.runner.always.allows(&session, &tool) => {
                         Some((PermissionDecision::Once, "always allowed in this session"))
                     }
                     PermissionPolicy::Ask => None,
@@ -634,7 +577,7 @@ impl Session<'_> {
             (PendingKind::Permission { tool }, Control::Permission { decision, .. }) => {
                 if decision == PermissionDecision::Always {
                     if let Some(thread) = &self.thread_id {
-                        self.runner.allow_always(thread, tool);
+                        self.runner.always.allow(thread, tool);
                     }
                 }
                 map::permission_result(&pending.method, &pending.params, decision)
