@@ -96,12 +96,6 @@ fn mib(kb: u64) -> String {
     format!("{:.1} MiB", kb as f64 / 1024.0)
 }
 
-fn with_discord(k: Kimaki, twin: &DiscordTwin) -> Kimaki {
-    k.with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
-        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
-        .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string())
-}
-
 /// Process start → `ready` (which waits for the gateway's READY), READY → slash commands
 /// registered, and the idle cost of a connected bot.
 fn discord_start(rt: &tokio::runtime::Runtime) {
@@ -109,7 +103,7 @@ fn discord_start(rt: &tokio::runtime::Runtime) {
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let (mut cold, mut warm, mut commands) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let k = with_discord(Kimaki::new(), &twin);
+        let k = Kimaki::new().with_discord_twin(&twin);
         for first in [true, false] {
             let t0 = Instant::now();
             let mut d = k.start(&[]);
@@ -151,7 +145,7 @@ fn discord_start(rt: &tokio::runtime::Runtime) {
         ", twin clock, ms resolution",
     );
 
-    let k = with_discord(Kimaki::new(), &twin);
+    let k = Kimaki::new().with_discord_twin(&twin);
     let mut d = k.start(&[]);
     d.wait_ready();
     std::thread::sleep(Duration::from_secs(2));
@@ -241,7 +235,7 @@ fn discord_messages(rt: &tokio::runtime::Runtime) {
     let llm = rt.block_on(FakeLlm::start());
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let (k, _project) = Kimaki::new().with_fake_codex(&llm);
-    let k = with_discord(k, &twin);
+    let k = k.with_discord_twin(&twin);
     let mut d = k.start(&[]);
     d.wait_ready();
     let channel = rt.block_on(twin.wait_for("the project channel", WAIT, |s| {

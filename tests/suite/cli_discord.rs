@@ -13,16 +13,26 @@ use crate::support::kimaki_bin::Kimaki;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// `kimaki status --json`, and its Discord adapter entry.
+fn discord_status(k: &Kimaki) -> (serde_json::Value, serde_json::Value) {
+    let status = k.run(&["status", "--json"]).json();
+    let discord = status["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .cloned()
+        .unwrap_or_else(|| panic!("status lists Discord: {status}"));
+    (status, discord)
+}
+
 #[test]
 fn start_connects_to_discord_and_answers_in_a_thread() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let llm = rt.block_on(FakeLlm::start());
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let (k, _project) = Kimaki::new().with_fake_codex(&llm);
-    let k = k
-        .with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
-        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
-        .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string());
+    let k = k.with_discord_twin(&twin);
 
     let mut d = k.start(&[]);
     let ready = d.wait_ready();
@@ -35,14 +45,7 @@ fn start_connects_to_discord_and_answers_in_a_thread() {
         ready["guild_ids"],
         serde_json::json!([twin.guild_id().to_string()])
     );
-    let status = k.run(&["status", "--json"]).json();
-    let discord = status["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "discord")
-        .cloned()
-        .unwrap_or_else(|| panic!("status lists Discord: {status}"));
+    let (status, discord) = discord_status(&k);
     assert_eq!(discord["state"], "connected", "{status}");
 
     // The registered project got its channel under the Kimaki category.
@@ -89,14 +92,7 @@ fn a_refused_token_is_reported_and_kimaki_keeps_serving_the_cli() {
     );
     assert!(!message.contains("wwwwwwww"), "no token in the error");
     d.wait_ready();
-    let status = k.run(&["status", "--json"]).json();
-    let discord = status["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "discord")
-        .cloned()
-        .unwrap();
+    let (status, discord) = discord_status(&k);
     assert_eq!(discord["state"], "failed", "{status}");
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(WAIT).success(), "{}", d.output());
@@ -125,14 +121,7 @@ fn an_unreachable_discord_does_not_hold_up_the_rest_of_kimaki() {
         started.elapsed()
     );
     assert!(ready.get("app_id").is_none(), "not connected: {ready}");
-    let status = k.run(&["status", "--json"]).json();
-    let discord = status["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "discord")
-        .cloned()
-        .unwrap();
+    let (status, discord) = discord_status(&k);
     // It keeps trying: between attempts it waits, and says so.
     assert!(
         discord["state"] == "backoff" || discord["state"] == "connecting",

@@ -15,12 +15,6 @@ use crate::support::kimaki_bin::Kimaki;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn with_discord(k: Kimaki, twin: &DiscordTwin) -> Kimaki {
-    k.with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
-        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
-        .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string())
-}
-
 async fn project_channel(twin: &DiscordTwin, name: &str, timeout: Duration) -> ChannelId {
     twin.wait_for(&format!("the #{name} channel"), timeout, |s| {
         s.channels
@@ -56,7 +50,7 @@ fn send_to_a_channel_opens_a_thread_and_send_to_the_thread_continues_its_session
     let llm = rt.block_on(FakeLlm::start());
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let (k, _project) = Kimaki::new().with_fake_codex(&llm);
-    let k = with_discord(k, &twin);
+    let k = k.with_discord_twin(&twin);
     let mut d = k.start(&[]);
     d.wait_ready();
     let channel = rt.block_on(project_channel(&twin, "project", WAIT));
@@ -168,7 +162,7 @@ fn sends_made_while_kimaki_is_stopped_are_shown_when_it_starts() {
     let llm = rt.block_on(FakeLlm::start());
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
     let (k, project) = Kimaki::new().with_fake_codex(&llm);
-    let k = with_discord(k, &twin);
+    let k = k.with_discord_twin(&twin);
 
     // A first run creates the project channel; then kimaki stops.
     let mut d = k.start(&[]);
@@ -220,7 +214,7 @@ fn sends_made_while_kimaki_is_stopped_are_shown_when_it_starts() {
 fn a_project_added_while_kimaki_runs_gets_its_channel_at_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
-    let k = with_discord(Kimaki::new(), &twin);
+    let k = Kimaki::new().with_discord_twin(&twin);
     let first = k.home.path().join("first");
     std::fs::create_dir_all(&first).unwrap();
     let out = k.run(&["project", "add", first.to_str().unwrap()]);

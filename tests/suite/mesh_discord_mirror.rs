@@ -24,9 +24,7 @@ fn a_mesh_job_asking_for_a_discord_mirror_is_rendered_in_a_new_thread() {
     let coord = rt.block_on(MeshCoordinator::start(fast_coordinator()));
     let (k, _project) = Kimaki::new().with_fake_codex(&llm);
     let k = k
-        .with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
-        .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
-        .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string())
+        .with_discord_twin(&twin)
         .with_env("MESH_URL", &coord.url())
         .with_env("MESH_TOKEN", TOKEN);
     let mut d = k.start(&[]);

@@ -183,6 +183,13 @@ impl Kimaki {
         (k, project)
     }
 
+    /// Points kimaki's Discord side at `twin`: its bot token, API and guild.
+    pub fn with_discord_twin(self, twin: &super::discord_twin::DiscordTwin) -> Self {
+        self.with_env("KIMAKI_BOT_TOKEN", &twin.bot_token())
+            .with_env("KIMAKI_DISCORD_API_URL", &twin.api_base())
+            .with_env("KIMAKI_GUILD_ID", &twin.guild_id().to_string())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("kimaki.log")).unwrap_or_default()
     }
