@@ -21,6 +21,8 @@ pub const JOB_INPUT_RESULT: &str = "job.input.result";
 pub const AUTH_ROTATE_OK: &str = "auth.rotate.ok";
 /// Agent → mesh: the agent is going away.
 pub const BYE: &str = "bye";
+/// Agent → mesh: a job nobody dispatched runs here (feature `observe`).
+pub const JOB_OBSERVED: &str = "job.observed";
 
 /// Mesh → agent: answer to `hello`; the link is live.
 pub const WELCOME: &str = "welcome";
@@ -42,7 +44,7 @@ pub const DRAIN: &str = "drain";
 pub const MESH_ERROR: &str = "mesh.error";
 
 /// Every event the agent sends, in the order of the protocol reference.
-pub const AGENT_EVENTS: [&str; 9] = [
+pub const AGENT_EVENTS: [&str; 10] = [
     HELLO,
     HEARTBEAT,
     INVENTORY_UPDATE,
@@ -52,6 +54,7 @@ pub const AGENT_EVENTS: [&str; 9] = [
     JOB_INPUT_RESULT,
     AUTH_ROTATE_OK,
     BYE,
+    JOB_OBSERVED,
 ];
 
 /// Every event the mesh sends, in the order of the protocol reference.

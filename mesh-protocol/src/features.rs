@@ -11,5 +11,9 @@ pub const COALESCE: &str = "coalesce";
 /// agent applies `permissionPolicy` locally.
 pub const INTERACTIVE: &str = "interactive";
 
+/// The agent announces jobs nobody dispatched (`job.observed`) and streams their events; the
+/// coordinator may watch them, not steer them.
+pub const OBSERVE: &str = "observe";
+
 /// Every feature this version of the crate knows.
-pub const ALL: [&str; 4] = [RESUME, CANCEL, COALESCE, INTERACTIVE];
+pub const ALL: [&str; 5] = [RESUME, CANCEL, COALESCE, INTERACTIVE, OBSERVE];

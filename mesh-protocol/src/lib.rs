@@ -12,6 +12,7 @@
 //! - `auth`: the CONNECT `auth` payload, version negotiation, `connect_error`
 //! - `hello`, `link`, `job`: payloads of the handshake, link upkeep and job control
 //! - `job_event`: `job.event` and the typed `data` of each event type
+//! - `observe`: `job.observed`, a job the coordinator did not dispatch (feature `observe`)
 //! - `job_state`, `inventory`, `error`, `ids`: shared sub-types
 //! - `schema` (feature `schema`): the JSON Schema document of everything above
 //!
@@ -33,6 +34,7 @@ mod job;
 mod job_state;
 mod link;
 mod message;
+mod observe;
 #[cfg(feature = "schema")]
 mod schema;
 
@@ -74,5 +76,6 @@ pub use link::{
     MeshErrorNotification, PendingCancel, RunningJob,
 };
 pub use message::{AgentMessage, MeshMessage};
+pub use observe::{JobObservedNotification, JobOrigin, MAX_OBSERVED_PROMPT_BYTES};
 #[cfg(feature = "schema")]
 pub use schema::{schema_document, REGENERATE_COMMAND};

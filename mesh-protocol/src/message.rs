@@ -20,6 +20,7 @@ use crate::link::{
     AuthRotateParams, AuthRotateResponse, ByeNotification, DrainNotification, HeartbeatParams,
     HeartbeatResponse, InventoryUpdateNotification, MeshErrorNotification,
 };
+use crate::observe::JobObservedNotification;
 
 macro_rules! message_enum {
     (
@@ -177,6 +178,8 @@ message_enum! {
         AuthRotateOk(AuthRotateResponse) = events::AUTH_ROTATE_OK,
         /// `bye`.
         Bye(ByeNotification) = events::BYE,
+        /// `job.observed`.
+        JobObserved(JobObservedNotification) = events::JOB_OBSERVED,
     }
 }
 

@@ -1,11 +1,12 @@
 //! The compatibility rules: a newer peer's extra fields, enum values, events and job event types
 //! never break this version, and what must be kept is kept verbatim.
 
+use mesh_protocol::features;
 use mesh_protocol::{
     AckDecision, AgentMessage, ByeReason, CancelReason, CancelStatus, ConnectionMode, ErrorCode,
-    FileAction, InputKind, InputReply, InputStatus, JobEvent, JobOutcome, JobState, MeshMessage,
-    OutputStream, PermissionDecision, PermissionPolicy, PermissionResolution, RequestPhase,
-    ResumeAction, RunnerKind, ToolPhase, VcsKind,
+    FileAction, InputKind, InputReply, InputStatus, JobEvent, JobOrigin, JobOutcome, JobState,
+    MeshMessage, OutputStream, PermissionDecision, PermissionPolicy, PermissionResolution,
+    RequestPhase, ResumeAction, RunnerKind, ToolPhase, VcsKind,
 };
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
@@ -362,4 +363,22 @@ fn optional_fields_may_be_absent() {
     });
     let message = AgentMessage::decode_value("job.event", &finished).unwrap();
     assert_eq!(message.to_value().unwrap(), finished);
+}
+
+#[test]
+fn observed_jobs_keep_unknown_origins_and_stay_optional_for_older_peers() {
+    let message = agent_with("job.observed", "/origin", json!("matrix"));
+    let AgentMessage::JobObserved(observed) = &message else {
+        panic!("job.observed did not decode as JobObserved");
+    };
+    assert_eq!(observed.origin, JobOrigin::Other("matrix".into()));
+    assert_eq!(message.to_value().unwrap()["origin"], "matrix");
+    assert_eq!(observed.workspace_id, None, "workspaceId is optional");
+
+    // A v1 peer that predates `observe` sees a name it does not know: kept, never fatal. (The
+    // agent only sends it when `welcome.features` lists `observe`.)
+    let body = fixture("job.observed").value;
+    let old_peer = MeshMessage::decode_value("job.observed", &body).unwrap();
+    assert!(matches!(old_peer, MeshMessage::Unknown { ref name, .. } if name == "job.observed"));
+    assert!(features::ALL.contains(&features::OBSERVE));
 }
