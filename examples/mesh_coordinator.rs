@@ -106,9 +106,14 @@ async fn main() {
             ["agents"] => coord.with_state(|s| print_agents(s)),
             ["jobs"] => coord.with_state(|s| {
                 for j in s.jobs.values() {
+                    let origin = j
+                        .observed
+                        .as_ref()
+                        .map(|o| format!(" (observed from {})", o.origin))
+                        .unwrap_or_default();
                     println!(
-                        "{} {:?} acked {} on {}",
-                        j.job_id, j.state, j.acked_seq, j.gateway
+                        "{} {:?} acked {} on {}{origin}: {}",
+                        j.job_id, j.state, j.acked_seq, j.gateway, j.spec.prompt
                     );
                 }
             }),

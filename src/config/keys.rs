@@ -130,6 +130,7 @@ pub const MESH_ACCOUNT: &str = "MESH_ACCOUNT";
 pub const MESH_GATEWAY_ID: &str = "MESH_GATEWAY_ID";
 pub const MESH_GATEWAY_NAME: &str = "MESH_GATEWAY_NAME";
 pub const MESH_ENDPOINT_ID: &str = "MESH_ENDPOINT_ID";
+pub const MESH_OBSERVE: &str = "MESH_OBSERVE";
 pub const TRANSCRIPTION_PROVIDERS: &str = "KIMAKI_TRANSCRIPTION_PROVIDERS";
 pub const GEMINI_API_KEY: &str = "GEMINI_API_KEY";
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
@@ -372,6 +373,13 @@ pub const KEYS: &[KeyDef] = &[
         "",
         Kind::Text,
         "Endpoint id the coordinator assigned to this agent, if any.",
+    ),
+    key(
+        MESH_OBSERVE,
+        Section::Mesh,
+        "all",
+        Kind::NameList,
+        "Local jobs shown to the mesh coordinator (prompt, events): all, none, or some of discord, cli, scheduler, voice, api.",
     ),
     key(
         TRANSCRIPTION_PROVIDERS,

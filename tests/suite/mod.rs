@@ -41,6 +41,7 @@ mod mesh_frozen_coordinator;
 mod mesh_hostile_payloads;
 mod mesh_input;
 mod mesh_node_interop;
+mod mesh_observe;
 mod mesh_real_runner;
 mod mesh_register_and_advertise;
 mod mesh_token_rejected;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use super::observe;
 use crate::config::{keys, DataDir, Env, Settings};
+use crate::core::JobSource;
 
 /// `connect` must see the namespace connect event (or a `connect_error`) within this (§9 step 3).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,8 +59,10 @@ pub struct MeshConfig {
     pub hostname: String,
     /// `hello.capacity.maxConcurrentJobs`; dispatches beyond it are rejected.
     pub max_concurrent_jobs: u32,
-    /// Features offered in `hello`.
+    /// Features offered in `hello` (`observe` only while `observe` below names a source).
     pub features: Vec<String>,
+    /// `MESH_OBSERVE`: local jobs of these sources are shown to the mesh (`job.observed`).
+    pub observe: Vec<JobSource>,
     pub connect_timeout: Duration,
     pub welcome_timeout: Duration,
     pub backoff_initial: Duration,
@@ -93,6 +97,7 @@ impl MeshConfig {
                 .iter()
                 .map(|f| (*f).to_owned())
                 .collect(),
+            observe: observe::ALL_LOCAL_SOURCES.to_vec(),
             connect_timeout: CONNECT_TIMEOUT,
             welcome_timeout: WELCOME_TIMEOUT,
             backoff_initial: BACKOFF_INITIAL,
@@ -135,11 +140,30 @@ impl MeshConfig {
                 config.hostname = host.to_owned();
             }
         }
+        let (sources, unknown) = observe::parse_sources(&settings.list(keys::MESH_OBSERVE));
+        if !unknown.is_empty() {
+            tracing::warn!(
+                ignored = ?unknown,
+                "MESH_OBSERVE names unknown sources (use all, none, or discord, cli, scheduler, voice, api)."
+            );
+        }
+        config.set_observe(sources);
         config.max_concurrent_jobs = u32::try_from(settings.u64(keys::MAX_CONCURRENT_JOBS))
             .ok()
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_CAPACITY);
         Some(config)
+    }
+
+    /// Which local jobs are shown to the mesh; none also stops offering the `observe` feature.
+    pub fn set_observe(&mut self, sources: Vec<JobSource>) {
+        self.features
+            .retain(|f| f != mesh_protocol::features::OBSERVE);
+        if !sources.is_empty() {
+            self.features
+                .push(mesh_protocol::features::OBSERVE.to_owned());
+        }
+        self.observe = sources;
     }
 
     /// The name shown in the mesh: `MESH_GATEWAY_NAME`, else the host name.

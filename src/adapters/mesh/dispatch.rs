@@ -261,6 +261,8 @@ impl Agent {
                 truncated: false,
                 accepted_at: clock::now_ms(),
                 finished_at: None,
+                observed: false,
+                announced: false,
             },
         );
         let started = mesh_protocol::JobEvent::Started(StartedData {
@@ -328,6 +330,12 @@ impl Agent {
             return Ok(());
         }
         let mut batch = Batch::new();
+        if job.observed && !job.announced {
+            // The answer to `job.observed`: its events may go out now.
+            job.announced = true;
+            MeshStore::delete_announcement(&mut batch, &job_id);
+            self.announced_at.remove(&job_id);
+        }
         if let Some(flow) = self.flows.get_mut(&job_id) {
             flow.window = ack.window;
             let upto = ack.acked_seq.min(job.last_seq());
@@ -389,6 +397,8 @@ impl Agent {
     ) -> Result<(), LinkEnd> {
         let job_id = c.job_id.to_string();
         let status = match self.jobs.get(&job_id) {
+            // Observed jobs belong to whoever started them; the mesh only watches.
+            Some(job) if job.observed => CancelStatus::UnknownJob,
             Some(job) if job.lease_id == c.lease_id.as_str() => self
                 .cancel_job(&job_id, map::cancel_reason_text(c.reason))
                 .await
@@ -495,7 +505,7 @@ impl Agent {
         let known = self
             .jobs
             .get(&job_id)
-            .is_some_and(|j| j.lease_id == i.lease_id.as_str());
+            .is_some_and(|j| j.lease_id == i.lease_id.as_str() && !j.observed);
         let status = if !known {
             InputStatus::UnknownRequest
         } else {
@@ -594,7 +604,8 @@ impl Agent {
                     },
                 )
                 .await?;
-                if action == ResumeAction::Cancel {
+                let observed = self.jobs.get(&job_id).is_some_and(|j| j.observed);
+                if action == ResumeAction::Cancel && !observed {
                     self.cancel_job(&job_id, "lease_revoked")
                         .await
                         .map_err(|e| LinkEnd::Store(e.to_string()))?;
@@ -618,7 +629,8 @@ impl Agent {
         if job.phase == Phase::Forgotten {
             return Ok(());
         }
-        let was_finished = job.is_finished();
+        // An observed job runs on: the coordinator only stops watching it.
+        let keep_running = job.is_finished() || job.observed;
         job.phase = Phase::Forgotten;
         job.cancel_reason = Some(mesh_protocol::FinishedData::REASON_LEASE_REVOKED.to_owned());
         job.finished_at = Some(clock::now_ms());
@@ -627,6 +639,7 @@ impl Agent {
         self.db
             .delete_all_events(&mut batch, job_id)
             .map_err(|e| LinkEnd::Store(e.to_string()))?;
+        MeshStore::delete_announcement(&mut batch, job_id);
         self.db
             .store()
             .commit(batch)
@@ -634,7 +647,8 @@ impl Agent {
             .map_err(|e| LinkEnd::Store(e.to_string()))?;
         self.flows.remove(job_id);
         self.tails.remove(job_id);
-        if !was_finished {
+        self.announced_at.remove(job_id);
+        if !keep_running {
             let cancelled = self
                 .deps
                 .queue

@@ -12,11 +12,13 @@
 //! - `outbox`: the durable `mesh/` keys: identity, job table, outbox.
 //! - `reconnect`: backoff windows and endpoint order (pure).
 //! - `map`: core ⇄ wire translation (pure).
+//! - `observe`: local jobs (Discord, CLI, schedule) shown to the mesh (`job.observed`).
 
 mod config;
 mod dispatch;
 mod link;
 mod map;
+mod observe;
 mod outbox;
 mod reconnect;
 mod session;

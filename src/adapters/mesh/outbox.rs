@@ -1,7 +1,8 @@
 //! What the mesh link keeps on disk, all in `Tree::Adapter` under the `mesh/` prefix: the link's
 //! identity and epoch (`mesh/meta`), the bus cursor the outbox has consumed (`mesh/cursor`), the
 //! job table that deduplicates dispatches (`mesh/job/<jobId>`), each job's unacknowledged
-//! `job.event`s (`mesh/out/<jobId>‖seq`), and runner session → lane (`mesh/session/<id>`).
+//! `job.event`s (`mesh/out/<jobId>‖seq`), runner session → lane (`mesh/session/<id>`), and the
+//! unanswered announcements of observed local jobs (`mesh/observed/<jobId>`, `observe.rs`).
 //!
 //! An outbox entry is committed (flushed) before it is sent and deleted once the coordinator
 //! acknowledged it, so a restart of either side loses nothing and the seq of every event is
@@ -33,6 +34,7 @@ const CURSOR_KEY: &str = "mesh/cursor";
 const JOB_PREFIX: &str = "mesh/job/";
 const OUT_PREFIX: &str = "mesh/out/";
 const SESSION_PREFIX: &str = "mesh/session/";
+const OBSERVED_PREFIX: &str = "mesh/observed/";
 
 /// The link's durable identity and connection state.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +54,9 @@ pub struct LinkMeta {
     pub last_good: Option<String>,
     /// Last `inventory.update.rev` sent.
     pub inventory_rev: u64,
+    /// Whether the last `welcome` listed `observe`; `None` before any welcome.
+    #[serde(default)]
+    pub observe_supported: Option<bool>,
 }
 
 impl fmt::Debug for LinkMeta {
@@ -81,6 +86,8 @@ pub enum Phase {
     Finished(Outcome),
     /// The coordinator no longer knows the lease; nothing more is sent.
     Forgotten,
+    /// A local job shown to the mesh (`observe.rs`): queued or running, never steered by it.
+    Observed,
 }
 
 /// `finished.outcome`, stored.
@@ -133,6 +140,13 @@ pub struct MeshJob {
     pub truncated: bool,
     pub accepted_at: i64,
     pub finished_at: Option<i64>,
+    /// A local job nobody dispatched, shown to the mesh (`job.observed`); the lease is ours.
+    #[serde(default)]
+    pub observed: bool,
+    /// The coordinator answered the job's `job.observed` (always true for dispatched jobs'
+    /// purposes: they are never announced).
+    #[serde(default)]
+    pub announced: bool,
 }
 
 impl MeshJob {
@@ -147,6 +161,13 @@ impl MeshJob {
             Phase::Finished(_) => self.finished_seq.is_some_and(|f| self.acked_seq >= f),
             _ => false,
         }
+    }
+
+    /// The coordinator knows this job: dispatched by it, or an answered announcement. Only
+    /// those are claimed in `hello.resume` and listed in heartbeats (an unknown claim would be
+    /// answered `forget`).
+    pub fn is_known_to_mesh(&self) -> bool {
+        !self.observed || self.announced
     }
 
     pub fn is_finished(&self) -> bool {
@@ -166,6 +187,8 @@ impl MeshJob {
         match self.phase {
             Phase::Accepted => JobState::Accepted,
             Phase::Running => JobState::Running,
+            Phase::Observed if self.next_seq == 1 => JobState::Queued,
+            Phase::Observed => JobState::Running,
             Phase::Cancelling => JobState::Cancelling,
             Phase::Finished(Outcome::Succeeded) => JobState::Succeeded,
             Phase::Finished(Outcome::Failed) => JobState::Failed,
@@ -222,6 +245,29 @@ impl MeshStore {
 
     pub fn delete_job(batch: &mut Batch, job_id: &str) {
         batch.delete(Tree::Adapter, job_key(job_id));
+    }
+
+    pub fn put_announcement(
+        batch: &mut Batch,
+        announcement: &mesh_protocol::JobObservedNotification,
+    ) -> store::Result<()> {
+        batch.put(
+            Tree::Adapter,
+            format!("{OBSERVED_PREFIX}{}", announcement.job_id),
+            announcement,
+        )
+    }
+
+    pub fn announcement(
+        &self,
+        job_id: &str,
+    ) -> store::Result<Option<mesh_protocol::JobObservedNotification>> {
+        self.store
+            .get(Tree::Adapter, format!("{OBSERVED_PREFIX}{job_id}"))
+    }
+
+    pub fn delete_announcement(batch: &mut Batch, job_id: &str) {
+        batch.delete(Tree::Adapter, format!("{OBSERVED_PREFIX}{job_id}"));
     }
 
     pub fn put_event(batch: &mut Batch, event: &JobEventNotification) -> store::Result<usize> {
@@ -372,6 +418,7 @@ impl Agent {
             .await
             .map_err(|e| LinkEnd::Store(e.to_string()))?;
         for id in touched {
+            self.announce_if_new(live, &id).await?;
             self.pump(live, &id).await?;
         }
         Ok(())
@@ -419,6 +466,9 @@ impl Agent {
         touched: &mut BTreeSet<String>,
     ) -> Result<(), MeshError> {
         let job_id = ev.event.job_id.as_str();
+        if !self.jobs.contains_key(job_id) && self.observe_new(ev, batch)? {
+            touched.insert(job_id.to_owned());
+        }
         let Some(job) = self.jobs.get_mut(job_id) else {
             return Ok(());
         };
@@ -439,6 +489,11 @@ impl Agent {
                 workspace_root: Some(Path::new(&job.workspace_root)),
             };
             map::event_to_wire(&ev.event.kind, &mut ctx)
+        };
+        let drafts = if job.observed {
+            Agent::observed_drafts(job, &ev.event.kind, drafts)
+        } else {
+            drafts
         };
         if drafts.is_empty() {
             return Ok(());

@@ -150,6 +150,8 @@ pub(super) struct Agent {
     pub orphan_timeout: Duration,
     pub auth_failed: bool,
     pub rng: StdRng,
+    /// When each unanswered `job.observed` was last sent on the current link.
+    pub announced_at: HashMap<String, Instant>,
 }
 
 /// The task body behind `spawn`.
@@ -283,6 +285,7 @@ impl Agent {
             orphan_timeout: DEFAULT_ORPHAN_TIMEOUT,
             auth_failed: false,
             rng: StdRng::from_os_rng(),
+            announced_at: HashMap::new(),
         })
     }
 
@@ -594,14 +597,21 @@ impl Agent {
             self.endpoints.replace(list.clone());
             self.meta.endpoints = Some(list);
         }
-        let mut batch = Batch::new();
-        MeshStore::put_meta(&mut batch, &self.meta).map_err(|e| LinkEnd::Store(e.to_string()))?;
-        self.db
-            .store()
-            .apply(batch)
+        let observe = map::has_feature(&live.features, mesh_protocol::features::OBSERVE);
+        self.apply_observe_support(observe)
             .map_err(|e| LinkEnd::Store(e.to_string()))?;
-        for flow in self.flows.values_mut() {
-            flow.window = live.limits.max_inflight_events;
+        self.announced_at.clear();
+        for (id, flow) in self.flows.iter_mut() {
+            // An observed job's events wait until its announcement is answered.
+            let waiting = self
+                .jobs
+                .get(id)
+                .is_some_and(|j| j.observed && !j.announced);
+            flow.window = if waiting {
+                0
+            } else {
+                live.limits.max_inflight_events
+            };
             flow.last_progress = Instant::now();
         }
         for job in self.jobs.values() {
@@ -634,6 +644,7 @@ impl Agent {
         for id in ids {
             self.pump(live, &id).await?;
         }
+        self.announce_pending(live, false).await?;
         // Inventory that changed while the hello was in flight.
         self.advertise_if_changed(live).await?;
         Ok(())
@@ -690,7 +701,7 @@ impl Agent {
         let running: Vec<RunningJob> = self
             .jobs
             .values()
-            .filter(|j| !j.is_done())
+            .filter(|j| !j.is_done() && j.is_known_to_mesh())
             .map(|j| RunningJob {
                 job_id: JobId::new(j.job_id.clone()),
                 lease_id: mesh_protocol::LeaseId::new(j.lease_id.clone()),
@@ -735,6 +746,7 @@ impl Agent {
             }
             self.pump(live, &id).await?;
         }
+        self.announce_pending(live, true).await?;
         if self
             .probed_at
             .is_none_or(|t| t.elapsed() >= self.cfg.inventory_refresh)
@@ -1013,7 +1025,7 @@ impl Agent {
                 jobs: self
                     .jobs
                     .values()
-                    .filter(|j| !j.is_done())
+                    .filter(|j| !j.is_done() && j.is_known_to_mesh())
                     .map(|j| ResumeJob {
                         job_id: JobId::new(j.job_id.clone()),
                         lease_id: mesh_protocol::LeaseId::new(j.lease_id.clone()),

@@ -11,9 +11,10 @@ use mesh_protocol::{
     AckDecision, AgentMessage, AuthRotateParams, CancelReason, ConnectAuth, DrainNotification,
     ErrorCode, HeartbeatResponse, HelloParams, InputKind, InputReply, InventoryUpdateNotification,
     JobAckResponse, JobCancelParams, JobDispatchParams, JobEvent, JobEventNotification,
-    JobEventsAckResponse, JobId, JobInputParams, JobSpec, JobState, LeaseExpiry, LeaseId, Limits,
-    MeshErrorNotification, MeshMessage, MsgId, PendingCancel, ProtocolRange, RequestId,
-    ResumeAction, ResumeDirective, SessionId, Token, WelcomeResponse, WireError,
+    JobEventsAckResponse, JobId, JobInputParams, JobObservedNotification, JobSpec, JobState,
+    LeaseExpiry, LeaseId, Limits, MeshErrorNotification, MeshMessage, MsgId, PendingCancel,
+    ProtocolRange, RequestId, ResumeAction, ResumeDirective, SessionId, Token, WelcomeResponse,
+    WireError,
 };
 use serde_json::{json, Value};
 
@@ -108,6 +109,10 @@ pub struct JobRecord {
     pub pending_cancel: Option<(CancelReason, u64)>,
     pub cancel_results: Vec<mesh_protocol::JobCancelResponse>,
     pub input_results: Vec<mesh_protocol::JobInputResponse>,
+    /// Set for a job the agent announced (`job.observed`) instead of one dispatched here.
+    pub observed: Option<JobObservedNotification>,
+    /// Every `job.observed` received for it (repeats included).
+    pub announcements: usize,
 }
 
 impl JobRecord {
@@ -453,6 +458,7 @@ impl State {
                 Vec::new()
             }
             AgentMessage::JobEvent(ev) => self.on_event(gateway, ev),
+            AgentMessage::JobObserved(o) => self.on_observed(gateway, o),
             AgentMessage::JobCancelResult(r) => {
                 let job_id = r.job_id.to_string();
                 self.pending
@@ -615,6 +621,8 @@ impl State {
                 pending_cancel: None,
                 cancel_results: Vec::new(),
                 input_results: Vec::new(),
+                observed: None,
+                announcements: 0,
             },
         );
         self.pending
@@ -763,7 +771,10 @@ impl State {
             job.acked_seq = next.seq;
             match &next.event {
                 JobEvent::Started(_)
-                    if matches!(job.state, JobState::Dispatched | JobState::Accepted) =>
+                    if matches!(
+                        job.state,
+                        JobState::Dispatched | JobState::Accepted | JobState::Queued
+                    ) =>
                 {
                     job.state = JobState::Running;
                 }
@@ -780,6 +791,80 @@ impl State {
             }
             job.applied.push(next);
         }
+        vec![out(
+            gateway,
+            AgentOrMesh(MeshMessage::from(JobEventsAckResponse {
+                msg_id: msg_id(),
+                job_id: JobId::new(job_id),
+                lease_id: LeaseId::new(job.lease_id.clone()),
+                acked_seq: job.acked_seq,
+                window,
+            })),
+        )]
+    }
+
+    /// `job.observed`: records the job once (a repeat keeps everything) and answers with an ack
+    /// of what is stored, which lets the agent send the job's events.
+    fn on_observed(&mut self, gateway: &str, o: JobObservedNotification) -> Vec<Outbound> {
+        let window = self.config.window;
+        let job_id = o.job_id.to_string();
+        let job = self
+            .jobs
+            .entry(job_id.clone())
+            .or_insert_with(|| JobRecord {
+                job_id: job_id.clone(),
+                lease_id: o.lease_id.to_string(),
+                gateway: gateway.to_owned(),
+                spec: JobSpec {
+                    runner: o.runner.clone(),
+                    workspace_id: o.workspace_id.clone().unwrap_or_else(|| "".into()),
+                    prompt: o.prompt.clone(),
+                    model: o.model.clone(),
+                    args: None,
+                    env: None,
+                    timeout_ms: None,
+                    permission_policy: None,
+                    resume_session: None,
+                    mirror: None,
+                },
+                attempt: 1,
+                state: JobState::Queued,
+                dispatched_at: None,
+                acked_at: None,
+                ack: None,
+                acks: Vec::new(),
+                acked_seq: 0,
+                buffer: BTreeMap::new(),
+                applied: Vec::new(),
+                received: Vec::new(),
+                pending_cancel: None,
+                cancel_results: Vec::new(),
+                input_results: Vec::new(),
+                observed: Some(o.clone()),
+                announcements: 0,
+            });
+        if job.lease_id != o.lease_id.as_str() || job.observed.is_none() {
+            let mut e = error(
+                ErrorCode::LeaseConflict,
+                format!("job {job_id} is known under another lease"),
+                false,
+            );
+            e.details = Some(
+                json!({"jobId": job_id})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            return vec![out(
+                gateway,
+                AgentOrMesh(MeshMessage::from(MeshErrorNotification {
+                    msg_id: msg_id(),
+                    re: Some(o.msg_id),
+                    error: e,
+                })),
+            )];
+        }
+        job.announcements += 1;
         vec![out(
             gateway,
             AgentOrMesh(MeshMessage::from(JobEventsAckResponse {
