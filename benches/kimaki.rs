@@ -195,6 +195,7 @@ fn job(lane: &str, runner: &str, dir: &Path, prompt: &str) -> NewJob {
         meta: Default::default(),
         held: false,
         voice: None,
+        notify_only: false,
     }
 }
 

@@ -34,6 +34,8 @@ Examples:
   kimaki send --session cli:01JD… --prompt \"Now add a test\"        continue that session
   kimaki send --project api --prompt \"Summarize\" --wait --json   events as JSON lines
   kimaki send --project api --prompt \"Add login\" --worktree login   in ../.worktrees/login, branch opencode/login
+  kimaki send --channel 1234567890 --prompt \"User cancelled subscription\" --notify-only
+                                  a thread to read now; a reply in it starts a session with it
 
 When Discord is configured, a session is shown there: a new session in a new thread of its
 project's channel (the bot posts the prompt and the thread takes its name from it, or from
@@ -85,6 +87,11 @@ pub struct SendArgs {
     /// Stop the session's running job and run this one next (default: queue behind it).
     #[arg(long)]
     pub interrupt: bool,
+    /// Post the prompt as a notification: shown in Discord (a new thread, or the session's), and
+    /// given to the session's next prompt as context, but no agent runs now. Reply in the thread
+    /// (or send again) to start one.
+    #[arg(long, conflicts_with_all = ["wait", "interrupt"])]
+    pub notify_only: bool,
     /// Stream the result; exit 0 only if the job succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -150,6 +157,7 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         source: None,
         worktree: args.worktree.clone(),
         name: args.name.clone(),
+        notify_only: args.notify_only,
     };
     let rt = super::runtime()?;
     if let Some(when) = args.send_at.clone() {
@@ -190,15 +198,22 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
             if args.json {
                 print_json(&receipt)?;
             } else {
-                let when = if receipt.position == 0 {
-                    "it runs now".to_owned()
+                if args.notify_only {
+                    println!(
+                        "Posted notification {} in session {} (no agent runs until the next prompt).",
+                        receipt.job_id, receipt.lane
+                    );
                 } else {
-                    format!("{} ahead of it", receipt.position)
-                };
-                println!(
-                    "Queued {} in session {} ({when}).",
-                    receipt.job_id, receipt.lane
-                );
+                    let when = if receipt.position == 0 {
+                        "it runs now".to_owned()
+                    } else {
+                        format!("{} ahead of it", receipt.position)
+                    };
+                    println!(
+                        "Queued {} in session {} ({when}).",
+                        receipt.job_id, receipt.lane
+                    );
+                }
                 if args.worktree.is_some() {
                     println!("It works in {}.", receipt.workspace);
                 }

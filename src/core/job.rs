@@ -94,6 +94,10 @@ pub struct NewJob {
     /// place in the lane (a voice note followed by a text message runs in that order).
     #[serde(default)]
     pub voice: Option<VoiceInput>,
+    /// A notification, not a request: it is shown where the session is shown and kept as
+    /// context for the session's next prompt, but no runner starts (`kimaki send --notify-only`).
+    #[serde(default)]
+    pub notify_only: bool,
 }
 
 /// A spoken prompt.
@@ -128,6 +132,9 @@ pub struct Job {
     /// Set until the recording has been transcribed into `prompt`.
     #[serde(default)]
     pub voice: Option<VoiceInput>,
+    /// See `NewJob::notify_only`.
+    #[serde(default)]
+    pub notify_only: bool,
 }
 
 /// The persisted state machine:
@@ -223,6 +230,10 @@ pub struct LaneRecord {
     /// job so no message is lost.
     #[serde(default)]
     pub carry_over: Vec<String>,
+    /// Notifications posted in the conversation since its last run; given to the next job as
+    /// context.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[cfg(test)]

@@ -174,7 +174,11 @@ impl JobQueue {
             meta: new.meta,
             created_at: now,
             voice: new.voice,
+            notify_only: new.notify_only,
         };
+        if job.notify_only {
+            return self.note(job).await;
+        }
         let front = mode == EnqueueMode::Interrupt;
         let held = new.held;
         let order = store.next_id()?;
@@ -222,6 +226,59 @@ impl JobQueue {
         })
     }
 
+    /// A notification: stored as done at once (`Queued` then `Finished`, so sinks show it like
+    /// any job) and kept in the lane for its next run. No runner is involved.
+    async fn note(&self, job: Job) -> Result<Enqueued> {
+        let store = &self.inner.store;
+        let now = job.created_at;
+        let record = JobRecord {
+            order: store.next_id()?,
+            job,
+            state: JobState::Succeeded,
+            front: false,
+            last_seq: 2,
+            updated_at: now,
+            reason: None,
+            held: false,
+        };
+        let mut lane = self.lane_for(&record.job, now)?;
+        lane.notes.push(record.job.prompt.clone());
+        lane.last_activity_at = now;
+        let mut batch = Batch::new();
+        batch.put(Tree::Jobs, record.job.id.as_str(), &record)?;
+        batch.put(Tree::Lanes, record.job.lane.as_str(), &lane)?;
+        let event = |seq, kind| JobEvent {
+            job_id: record.job.id.clone(),
+            lane: record.job.lane.clone(),
+            seq,
+            at: now,
+            kind,
+        };
+        self.inner
+            .bus
+            .publish(event(1, EventKind::Queued { position: 0 }), batch)?;
+        self.inner.bus.publish(
+            event(
+                2,
+                EventKind::Finished {
+                    outcome: Outcome::Succeeded,
+                    summary: None,
+                    error: None,
+                    reason: None,
+                    exit_code: None,
+                    duration_ms: Some(0),
+                },
+            ),
+            Batch::new(),
+        )?;
+        store.flush().await?;
+        Ok(Enqueued {
+            record,
+            position: 0,
+            existing: false,
+        })
+    }
+
     /// The lane record after `job` joins it: a change of runner or directory starts a new runner
     /// session.
     fn lane_for(&self, job: &Job, now: i64) -> Result<LaneRecord> {
@@ -243,6 +300,7 @@ impl JobQueue {
                 created_at: now,
                 last_activity_at: now,
                 carry_over: Vec::new(),
+                notes: Vec::new(),
             },
         })
     }
@@ -562,6 +620,7 @@ impl JobQueue {
             meta,
             held: false,
             voice: None,
+            notify_only: false,
         };
         let enq = self.enqueue(new, EnqueueMode::Queue).await?;
         Ok(AnswerOutcome::Continued(enq.record.job.id))
@@ -716,6 +775,12 @@ impl JobQueue {
         let carry = std::mem::take(&mut lane.carry_over);
         if !carry.is_empty() {
             record.job.prompt = compose_carry_over(&carry, &record.job.prompt);
+        }
+        let notes = std::mem::take(&mut lane.notes);
+        if !notes.is_empty() {
+            record.job.prompt = compose_notes(&notes, &record.job.prompt);
+        }
+        if !carry.is_empty() || !notes.is_empty() {
             batch.put(Tree::Jobs, record.job.id.as_str(), &record)?;
         }
         batch.put(Tree::Lanes, lane.lane.as_str(), &lane)?;
@@ -976,6 +1041,19 @@ fn compose_carry_over(carry: &[String], prompt: &str) -> String {
         text.push_str("<interrupted-message>\n");
         text.push_str(c);
         text.push_str("\n</interrupted-message>\n");
+    }
+    text.push('\n');
+    text.push_str(prompt);
+    text
+}
+
+fn compose_notes(notes: &[String], prompt: &str) -> String {
+    let mut text =
+        String::from("Notification(s) posted in this conversation before this message:\n");
+    for n in notes {
+        text.push_str("<notification>\n");
+        text.push_str(n);
+        text.push_str("\n</notification>\n");
     }
     text.push('\n');
     text.push_str(prompt);

@@ -220,6 +220,7 @@ pub async fn prepare(local: &Local<'_>, req: SendRequest) -> Result<(NewJob, boo
         meta: Default::default(),
         held: false,
         voice: None,
+        notify_only: req.notify_only,
     };
     Ok((new, new_session))
 }

@@ -248,3 +248,81 @@ fn a_project_added_while_kimaki_runs_gets_its_channel_at_once() {
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(WAIT).success(), "{}", d.output());
 }
+
+/// `--notify-only`: a thread to read now, no agent run; a reply in the thread starts the session
+/// with the notification as context.
+#[test]
+fn a_notification_opens_a_thread_and_the_reply_starts_a_session_with_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let llm = rt.block_on(FakeLlm::start());
+    let twin = rt.block_on(DiscordTwin::start(TwinConfig::default()));
+    let (k, _project) = Kimaki::new().with_fake_codex(&llm);
+    let k = k.with_discord_twin(&twin);
+    let mut d = k.start(&[]);
+    d.wait_ready();
+    let channel = rt.block_on(project_channel(&twin, "project", WAIT));
+
+    let out = k.run(&[
+        "send",
+        "--channel",
+        &channel.to_string(),
+        "--prompt",
+        "User cancelled subscription #4411",
+        "--notify-only",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout.contains("Posted notification"), "{}", out.all());
+    let thread = rt.block_on(twin.wait_thread(|t| t.parent_id == Some(channel), WAIT));
+    assert_eq!(thread.name, "User cancelled subscription #4411");
+    let starter = twin.message(MessageId::new(thread.id.get())).unwrap();
+    assert_eq!(
+        starter.content,
+        "» **kimaki-cli:** User cancelled subscription #4411"
+    );
+    // `--wait` makes no sense for it.
+    let refused = k.run(&[
+        "send",
+        "--channel",
+        &channel.to_string(),
+        "--prompt",
+        "x",
+        "--notify-only",
+        "--wait",
+    ]);
+    assert_ne!(refused.code(), 0, "{}", refused.all());
+
+    twin.user("alice")
+        .in_thread(thread.id)
+        .send("[[fake:text]] what happened with that customer?");
+    rt.block_on(twin.wait_bot_message(thread.id, |m| m.content.contains(TEXT_REPLY), WAIT));
+    let asked: Vec<_> = llm
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.body
+                .to_string()
+                .contains("what happened with that customer")
+        })
+        .collect();
+    assert!(!asked.is_empty());
+    assert!(
+        asked[0]
+            .body
+            .to_string()
+            .contains("<notification>\\nUser cancelled subscription #4411\\n</notification>"),
+        "the notification is the session's context: {}",
+        asked[0].body
+    );
+    assert!(
+        !llm.requests().iter().any(|r| !r
+            .body
+            .to_string()
+            .contains("what happened with that customer")
+            && r.body.to_string().contains("User cancelled subscription")),
+        "no run was started for the notification alone"
+    );
+
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(WAIT).success(), "{}", d.output());
+    twin.assert_clean();
+}

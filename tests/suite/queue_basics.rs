@@ -362,3 +362,56 @@ async fn a_pending_permission_can_be_answered_after_a_restart() {
     assert!(h.queue.pending_interactions().unwrap().is_empty());
     h.shutdown().await;
 }
+
+/// `notify_only`: the job is done at once without a runner, and its text reaches the lane's next
+/// run as context (only that lane's, only once).
+#[tokio::test]
+async fn a_notification_runs_nothing_and_becomes_context_for_the_next_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = EchoRunner::new();
+    let h = QueueHarness::start(
+        &dir.path().join("store"),
+        vec![(echo.clone() as Arc<dyn Runner>, 2)],
+    )
+    .await;
+    let mut note = new_job(
+        "cli:a",
+        "echo",
+        dir.path(),
+        "User cancelled subscription #4411",
+    );
+    note.notify_only = true;
+    let note = h.enqueue(note).await;
+    let events = h.wait_finished(&note, T).await;
+    assert_event_contract(&events);
+    assert_eq!(outcome(&events), Outcome::Succeeded);
+    assert_eq!(
+        events.len(),
+        2,
+        "queued and finished, nothing ran: {events:?}"
+    );
+    assert!(echo.prompts().is_empty());
+
+    let other = h
+        .enqueue(new_job("cli:b", "echo", dir.path(), "unrelated"))
+        .await;
+    h.wait_finished(&other, T).await;
+    let next = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "what happened?"))
+        .await;
+    h.wait_finished(&next, T).await;
+    let again = h
+        .enqueue(new_job("cli:a", "echo", dir.path(), "and now?"))
+        .await;
+    h.wait_finished(&again, T).await;
+    let prompts = echo.prompts();
+    assert_eq!(prompts[0], "unrelated");
+    assert!(
+        prompts[1].contains("<notification>\nUser cancelled subscription #4411\n</notification>")
+            && prompts[1].ends_with("what happened?"),
+        "{}",
+        prompts[1]
+    );
+    assert_eq!(prompts[2], "and now?", "the note is given once");
+    h.shutdown().await;
+}

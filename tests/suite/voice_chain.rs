@@ -182,6 +182,7 @@ fn job(workspace: &Path) -> Job {
         meta: serde_json::from_value(serde_json::json!({ "agents": ["build", "plan"] })).unwrap(),
         created_at: 0,
         voice: None,
+        notify_only: false,
     }
 }
 

@@ -169,6 +169,7 @@ pub fn new_job(lane: &str, runner: &str, workspace: &Path, prompt: &str) -> NewJ
         meta: Default::default(),
         held: false,
         voice: None,
+        notify_only: false,
     }
 }
 

@@ -185,6 +185,7 @@ async fn run(
         source: Some(crate::core::JobSource::Api),
         worktree: None,
         name: None,
+        notify_only: false,
     };
     match api.handler.call(Call::Send(req)).await {
         Ok(v) => match serde_json::from_value::<SendReceipt>(v) {

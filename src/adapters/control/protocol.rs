@@ -121,6 +121,10 @@ pub struct SendRequest {
     /// The name of the Discord thread a new session opens (default: from the prompt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Post the prompt as a notification: shown, kept as context for the session's next prompt,
+    /// but no runner starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify_only: bool,
 }
 
 /// What the client is told.
@@ -152,6 +156,7 @@ impl SendRequest {
             source: None,
             worktree: None,
             name: None,
+            notify_only: false,
         }
     }
 }

@@ -652,6 +652,7 @@ pub(super) async fn enqueue(
         meta,
         held: false,
         voice,
+        notify_only: false,
     };
     match bot.queue.enqueue(job, mode).await {
         Ok(e) => {

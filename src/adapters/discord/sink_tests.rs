@@ -44,6 +44,7 @@ fn record(mode: Option<&str>) -> JobRecord {
             meta: Default::default(),
             created_at: 0,
             voice: None,
+            notify_only: false,
         },
         state: crate::core::JobState::Queued,
         order: 1,

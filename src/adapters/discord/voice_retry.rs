@@ -128,6 +128,7 @@ pub async fn on_click(bot: &Bot, c: &ComponentInteraction, job: &str) {
         meta: job.meta.clone(),
         held: false,
         voice: Some(voice),
+        notify_only: false,
     };
     let text = match bot.queue.enqueue(new, EnqueueMode::Queue).await {
         Ok(e) if e.existing => "This voice message is already being retried.".to_owned(),

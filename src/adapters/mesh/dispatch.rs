@@ -202,6 +202,7 @@ impl Agent {
             meta,
             held: true,
             voice: None,
+            notify_only: false,
         };
         match self.deps.queue.enqueue(new, EnqueueMode::Queue).await {
             Ok(_) => {}
