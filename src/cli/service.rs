@@ -319,6 +319,15 @@ pub fn run(global: &GlobalArgs, args: ServiceArgs, loaded: Loaded) -> Result<u8,
             platform,
             start_flags,
         } => {
+            if start_flags.iter().any(|f| f == "--restart-onboarding") {
+                // Baked into the unit it would discard the authorization at every (re)start.
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "--restart-onboarding would start a fresh onboarding at every service start; \
+                     run `kimaki start --gateway --restart-onboarding` once by hand, then install \
+                     the service without it",
+                ));
+            }
             let platform = platform.unwrap_or_else(Platform::native);
             let spec = spec_for(&loaded, global, start_flags)?;
             let text = match platform {

@@ -89,3 +89,26 @@ fn secrets_are_refused_in_service_files() {
     assert!(out.stderr.contains("MESH_TOKEN is a secret"));
     assert!(!out.all().contains("gw_at_secretsecretsecret"));
 }
+
+#[test]
+fn restart_onboarding_is_refused_in_service_files() {
+    let k = Kimaki::new();
+    let out = k.run(&[
+        "service",
+        "install",
+        "--print",
+        "--platform",
+        "systemd",
+        "--",
+        "--gateway",
+        "--restart-onboarding",
+    ]);
+    assert_eq!(out.code(), 64, "usage error: {}", out.all());
+    assert!(
+        out.stderr
+            .contains("fresh onboarding at every service start"),
+        "{}",
+        out.all()
+    );
+    assert!(out.stdout.is_empty(), "nothing printed: {}", out.stdout);
+}
