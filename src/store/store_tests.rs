@@ -83,3 +83,28 @@ fn scans_are_ordered_and_bounded() {
     assert_eq!(from2, vec![2, 3]);
     assert!(store.next_id().unwrap() < store.next_id().unwrap());
 }
+
+#[tokio::test]
+async fn every_applied_batch_is_covered_by_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s")).unwrap();
+    let flushes = || store.flush.completed.load(Ordering::SeqCst);
+    let mut multi = Batch::new();
+    multi.put_raw(Tree::Jobs, "a", "1");
+    multi.put_raw(Tree::Lanes, "a", "1");
+    store.commit(multi).await.unwrap();
+    let after_multi = flushes();
+    assert!(after_multi >= 1);
+    // Nothing new: nothing to flush.
+    store.flush().await.unwrap();
+    assert_eq!(flushes(), after_multi);
+    // A batch on one tree takes sled's cheaper path, and must still be flushed.
+    let mut single = Batch::new();
+    single.put_raw(Tree::Adapter, "mesh/out/x", "1");
+    store.commit(single).await.unwrap();
+    assert_eq!(
+        flushes(),
+        after_multi + 1,
+        "a one-tree write was not flushed"
+    );
+}
