@@ -184,6 +184,10 @@ pub trait Worktrees: Send + Sync {
     /// promising anyone a worktree.
     async fn git_root(&self, path: &Path) -> Result<PathBuf>;
 
+    /// Makes the empty directory `dir` a repository on `main` with one empty commit, so a new
+    /// project can have worktrees at once.
+    async fn init(&self, dir: &Path) -> Result<()>;
+
     /// A new worktree `name` on a new branch `opencode/<name>`, starting from the project's
     /// HEAD or from the local or remote-tracking branch `base` (moved to its upstream when that
     /// is strictly ahead). The report names the base commit.

@@ -1,7 +1,8 @@
 //! The slash commands do what they say: `/new-session` starts a thread, `/queue` queues with its
 //! position, `/verbosity` changes what the channel shows (at once), `/model` reaches the next
 //! job, `/status` reports the session, `/resume` continues an old session in a new thread with
-//! its last messages replayed, and `/add-project` (with autocomplete) gives a folder a channel.
+//! its last messages replayed, `/add-project` (with autocomplete) gives a folder a channel, and
+//! `/create-new-project` makes a new git repository with its channel.
 
 use kimaki::core::{JobId, LaneId};
 use pretty_assertions::assert_eq;
@@ -210,5 +211,46 @@ async fn add_project_offers_folders_and_creates_their_channel() {
     // Paths outside the projects directory cannot be registered from Discord.
     let escape = alice.slash("add-project", &[("project", json!("dir:../../etc"))]);
     assert!(content(&ack(&k, escape).await).starts_with("Unknown project"));
+    k.finish().await;
+}
+
+#[tokio::test]
+async fn create_new_project_makes_a_repository_with_its_channel() {
+    let k = Kimaki::start().await;
+    let alice = k.twin.user("alice").in_channel(k.channel);
+    let create = alice.slash("create-new-project", &[("name", json!("landing page"))]);
+    let text = deferred_text(&k, create).await;
+    let created = k
+        .twin
+        .wait_for("the new channel", QUICK, |s| {
+            s.channels
+                .values()
+                .find(|c| c.name == "landing-page" && !c.deleted)
+                .map(|c| c.id)
+        })
+        .await;
+    assert!(text.starts_with(&format!("📁 <#{created}> → `")), "{text}");
+    let dir = k.dir.path().join("data/projects/landing-page");
+    let repo = git2::Repository::open(&dir).expect("a git repository");
+    assert_eq!(repo.head().unwrap().shorthand().ok(), Some("main"));
+    assert!(
+        repo.head().unwrap().peel_to_commit().is_ok(),
+        "one first commit"
+    );
+
+    let sent = k.twin.user("alice").in_channel(created).send("hi landing");
+    let thread = k.thread_of(sent).await;
+    k.twin
+        .wait_bot_message(thread, |m| m.content == "⬥ echo: hi landing", QUICK)
+        .await;
+
+    // Taken, or unusable, names are refused without touching anything.
+    let again = alice.slash("create-new-project", &[("name", json!("landing-page"))]);
+    assert!(content(&ack(&k, again).await).contains("already exists"));
+    let bad = alice.slash("create-new-project", &[("name", json!("../.."))]);
+    assert!(
+        content(&ack(&k, bad).await).contains("cannot be a project name"),
+        "dots and slashes leave no name"
+    );
     k.finish().await;
 }

@@ -17,6 +17,7 @@ pub const AGENT: &str = "agent";
 pub const VERBOSITY: &str = "verbosity";
 pub const MENTION_MODE: &str = "mention-mode";
 pub const ADD_PROJECT: &str = "add-project";
+pub const CREATE_NEW_PROJECT: &str = "create-new-project";
 pub const STATUS: &str = "status";
 pub const NEW_WORKTREE: &str = "new-worktree";
 pub const MERGE_WORKTREE: &str = "merge-worktree";
@@ -112,6 +113,11 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "Branch to merge into (default: the main checkout's branch)",
                 false,
             )),
+        CreateCommand::new(CREATE_NEW_PROJECT)
+            .description("Create a new project folder (a git repository) with its channel")
+            .add_option(
+                string_opt("name", "Folder name in the projects directory", true).max_length(64),
+            ),
         CreateCommand::new(WORKTREES)
             .description("List the project's git worktrees")
             .add_option(CreateCommandOption::new(

@@ -617,6 +617,7 @@ async fn on_command(bot: &Bot, c: &CommandInteraction) {
         cmd::NEW_SESSION => return new_session(bot, c, place).await,
         cmd::RESUME => return resume(bot, c, place).await,
         cmd::ADD_PROJECT => return add_project(bot, c).await,
+        cmd::CREATE_NEW_PROJECT => return create_new_project(bot, c).await,
         cmd::NEW_WORKTREE => return worktrees::new_worktree(bot, c, place).await,
         cmd::MERGE_WORKTREE => return worktrees::merge_worktree(bot, c, place).await,
         cmd::WORKTREES => worktrees::list_worktrees(bot, c, place).await,
@@ -1140,6 +1141,72 @@ async fn add_project(bot: &Bot, c: &CommandInteraction) {
         Ok(mut channels) => {
             match setup::ensure_project_channel(bot, guild, &ws, &mut channels).await {
                 Ok(r) => format!("📁 <#{}> → `{}`", r.channel_id, r.directory),
+                Err(e) => format!("❌ Could not create the channel: {e}"),
+            }
+        }
+        Err(e) => format!(
+            "❌ Could not read the channels: {}",
+            super::DiscordError::from(e)
+        ),
+    };
+    finish_deferred(bot, c, text).await;
+}
+
+/// `/create-new-project name`: a new folder in the projects directory, made a git repository (so
+/// worktrees work at once), registered, and given its channel.
+async fn create_new_project(bot: &Bot, c: &CommandInteraction) {
+    let respond = |text: String| async move {
+        if let Err(e) = c.create_response(&bot.http, ephemeral(text)).await {
+            log_failure("create-new-project", e);
+        }
+    };
+    let Some(guild) = c.guild_id.map(|g| g.get()) else {
+        return respond(NOT_A_PROJECT.into()).await;
+    };
+    let wanted = opt_str(c, "name").unwrap_or("");
+    // The worktree name rules make a safe folder name too: no separators, no dots-only names.
+    let name = match crate::core::worktrees::sanitize_name(wanted) {
+        Ok(n) => n,
+        Err(crate::core::WorktreeError::BadName { reason, .. }) => {
+            return respond(format!(
+                "❌ `{}` cannot be a project name: {reason}",
+                wanted.replace('`', "'")
+            ))
+            .await
+        }
+        Err(e) => return respond(format!("❌ {e}")).await,
+    };
+    let dir = bot.config.projects_dir.join(&name);
+    if dir.exists() {
+        return respond(format!(
+            "`{name}` already exists in the projects directory; use /add-project to give it a channel."
+        ))
+        .await;
+    }
+    if let Err(e) = c.defer_ephemeral(&bot.http).await {
+        log_failure("defer", e);
+        return;
+    }
+    let made = match std::fs::create_dir_all(&dir) {
+        Ok(()) => bot.worktrees.init(&dir).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = made {
+        // Leave nothing half-made behind: the name stays free for another try.
+        let _ = std::fs::remove_dir_all(&dir);
+        return finish_deferred(bot, c, format!("❌ Could not create `{name}`: {e}")).await;
+    }
+    let ws = match bot.workspaces.add(&dir, None).await {
+        Ok(ws) => ws,
+        Err(e) => return finish_deferred(bot, c, format!("❌ Could not add it: {e}")).await,
+    };
+    let text = match GuildId::new(guild.max(1)).channels(&bot.http).await {
+        Ok(mut channels) => {
+            match setup::ensure_project_channel(bot, guild, &ws, &mut channels).await {
+                Ok(r) => format!(
+                    "📁 <#{}> → `{}` (new git repository); send a message there to start.",
+                    r.channel_id, r.directory
+                ),
                 Err(e) => format!("❌ Could not create the channel: {e}"),
             }
         }

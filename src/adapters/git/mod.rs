@@ -40,6 +40,11 @@ impl Worktrees for GitWorktrees {
         blocking(move || repo::git_root(&path)).await
     }
 
+    async fn init(&self, dir: &Path) -> Result<()> {
+        let dir = dir.to_owned();
+        blocking(move || repo::init(&dir)).await
+    }
+
     async fn create(
         &self,
         project: &Path,

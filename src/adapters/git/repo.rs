@@ -48,6 +48,17 @@ fn open(path: &Path) -> Result<Repository> {
     Ok(repo)
 }
 
+/// A new repository in `dir` whose `main` branch holds one empty commit.
+pub fn init(dir: &Path) -> Result<()> {
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head("main").no_reinit(true);
+    let repo = Repository::init_opts(dir, &options)?;
+    let tree = repo.find_tree(repo.index()?.write_tree()?)?;
+    let sig = signature(&repo)?;
+    repo.commit(Some("HEAD"), &sig, &sig, "Start the project", &tree, &[])?;
+    Ok(())
+}
+
 /// The repository of the main checkout (the one holding `.git`), from any of its worktrees.
 fn main_of(repo: Repository) -> Result<Repository> {
     if repo.is_worktree() {
