@@ -279,6 +279,33 @@ fn a_notification_opens_a_thread_and_the_reply_starts_a_session_with_it() {
         starter.content,
         "» **kimaki-cli:** User cancelled subscription #4411"
     );
+    // A prompt too long for one message arrives whole, as `prompt.md`.
+    let long = format!("Incident report: {}the end", "details ".repeat(600));
+    let out = k.run(&[
+        "send",
+        "--channel",
+        &channel.to_string(),
+        "--prompt",
+        &long,
+        "--notify-only",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let long_thread = rt.block_on(twin.wait_thread(
+        |t| t.parent_id == Some(channel) && t.name.starts_with("Incident report"),
+        WAIT,
+    ));
+    let starter = twin.message(MessageId::new(long_thread.id.get())).unwrap();
+    assert!(
+        starter
+            .content
+            .ends_with("(the whole prompt is attached as prompt.md: 4824 characters)*"),
+        "{}",
+        starter.content
+    );
+    let file = twin.attachment(starter.attachments[0]).unwrap();
+    assert_eq!(file.filename, "prompt.md");
+    assert_eq!(String::from_utf8(file.bytes.to_vec()).unwrap(), long.trim());
+
     // `--wait` makes no sense for it.
     let refused = k.run(&[
         "send",

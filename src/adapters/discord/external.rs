@@ -282,6 +282,28 @@ pub fn prompt_text(author: &str, prompt: &str) -> String {
     format!("{head}{cut}…{note}")
 }
 
+/// The file a prompt too long for one message travels in, as Discord users send long prompts.
+pub const PROMPT_FILE: &str = "prompt.md";
+
+/// Characters of a long prompt shown in the starter message above its `prompt.md`.
+const PREVIEW_CHARS: usize = 1500;
+
+/// The starter message of a new thread: the whole prompt when it fits one message, else a
+/// preview plus the full prompt to attach as `prompt.md` (nothing is cut away).
+pub fn starter_content(author: &str, prompt: &str) -> (String, Option<String>) {
+    let head = format!("» **{}:** ", author.replace('*', ""));
+    let body = prompt.trim();
+    if head.chars().count() + body.chars().count() <= render::GENERATED_LIMIT {
+        return (format!("{head}{body}"), None);
+    }
+    let preview: String = body.chars().take(PREVIEW_CHARS).collect();
+    let content = format!(
+        "{head}{preview}…\n*(the whole prompt is attached as {PROMPT_FILE}: {} characters)*",
+        body.chars().count()
+    );
+    (content, Some(body.to_owned()))
+}
+
 /// What opening a lane's thread needs.
 #[derive(Debug, Clone)]
 pub struct OpenThread {
@@ -311,15 +333,32 @@ pub(super) async fn open_thread(
     let starter = match store.starter(&spec.lane)? {
         Some(m) => m,
         None => {
-            let body = json!({
-                "content": prompt_text(&spec.author, &spec.prompt),
+            let (content, attached) = starter_content(&spec.author, &spec.prompt);
+            let mut body = json!({
+                "content": content,
                 "nonce": nonce_for(&format!("start/{}", spec.lane)),
                 "enforce_nonce": true,
                 "flags": FLAG_SUPPRESS_EMBEDS,
                 "allowed_mentions": {"parse": []},
             });
             let path = format!("/channels/{}/messages", spec.channel);
-            let reply = retrying(cancel, || rest.call(Method::POST, &path, Some(&body))).await?;
+            let reply = match attached {
+                None => retrying(cancel, || rest.call(Method::POST, &path, Some(&body))).await?,
+                Some(full) => {
+                    body["attachments"] = json!([{"id": 0, "filename": PROMPT_FILE}]);
+                    let payload = body.to_string();
+                    // A form is consumed by sending: each attempt builds its own.
+                    retrying(cancel, || {
+                        let part = reqwest::multipart::Part::bytes(full.clone().into_bytes())
+                            .file_name(PROMPT_FILE);
+                        let form = reqwest::multipart::Form::new()
+                            .text("payload_json", payload.clone())
+                            .part("files[0]", part);
+                        rest.post_multipart(&path, form)
+                    })
+                    .await?
+                }
+            };
             let id = reply
                 .body
                 .as_ref()
@@ -427,6 +466,23 @@ mod tests {
         assert!(name.chars().count() <= 80, "{name}");
         let exact = "a".repeat(80);
         assert_eq!(thread_name(&exact), exact);
+    }
+
+    #[test]
+    fn long_starters_attach_the_whole_prompt() {
+        let (short, none) = starter_content(CLI_AUTHOR, "hi");
+        assert_eq!((short.as_str(), none), ("» **kimaki-cli:** hi", None));
+        let prompt = format!("{}end", "word ".repeat(1000));
+        let (content, attached) = starter_content(CLI_AUTHOR, &prompt);
+        assert_eq!(attached.as_deref(), Some(prompt.trim()));
+        assert!(
+            content.chars().count() <= render::GENERATED_LIMIT,
+            "{content}"
+        );
+        assert!(
+            content.ends_with("attached as prompt.md: 5003 characters)*"),
+            "{content}"
+        );
     }
 
     #[test]
