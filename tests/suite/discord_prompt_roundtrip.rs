@@ -290,3 +290,41 @@ async fn attachments_are_inlined_or_passed_and_a_dead_link_is_reported() {
         .await;
     k.finish().await;
 }
+
+/// Shutting down while a job is finishing: its reply and footer reach Discord before kimaki
+/// exits (not only at the next start).
+#[tokio::test]
+async fn a_job_that_ends_during_shutdown_still_gets_its_reply_out() {
+    let mut k = Kimaki::start().await;
+    let sent = k
+        .twin
+        .user("alice")
+        .in_channel(k.channel)
+        .send("sleep:300 finishing touches");
+    let thread = k.thread_of(sent).await;
+    // Queued (durably handled), so the shutdown's drain lets it finish; a Discord hiccup (one
+    // 500, retried after a pause) makes its reply still pending when the queue has stopped.
+    k.wait_handled(sent).await;
+    k.twin
+        .fail_next(&format!("POST /channels/{thread}/messages"), 500, None, 1);
+    k.stop().await;
+    let messages: Vec<String> = k
+        .twin
+        .messages(thread)
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("echo: sleep:300 finishing touches")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with(&format!("*{PROJECT} ⋅ "))),
+        "the footer too: {messages:?}"
+    );
+    k.twin.assert_clean();
+}

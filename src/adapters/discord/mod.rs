@@ -62,7 +62,7 @@ pub use upload::{
     upload as upload_files, UploadError, UploadedMessage, MAX_FILES_PER_MESSAGE, MAX_MESSAGE_BYTES,
 };
 
-use crate::core::{Health, JobQueue, QueueError, Workspaces, Worktrees};
+use crate::core::{EventBus, Health, JobQueue, QueueError, Workspaces, Worktrees};
 use crate::store::{Store, StoreError};
 use client::{Bot, Conn, Gw};
 
@@ -71,6 +71,8 @@ const NOTICES_CAPACITY: usize = 64;
 
 /// How long shutdown waits for in-flight work (interaction answers, posts) before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// At shutdown, how long the output of jobs that already ended may take to reach Discord.
+const EXIT_FLUSH: Duration = Duration::from_secs(3);
 
 /// Everything the Discord adapter can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +145,8 @@ pub struct DiscordHandle {
     conn: watch::Receiver<Conn>,
     identity: Arc<std::sync::Mutex<Option<Identity>>>,
     health: Health,
+    bus: EventBus,
+    progress: watch::Receiver<sink::SinkProgress>,
 }
 
 impl DiscordHandle {
@@ -183,6 +187,20 @@ impl DiscordHandle {
     /// Stops everything: closes the gateway, then waits for in-flight work. Output not yet in
     /// Discord is rendered at the next start.
     pub async fn shutdown(self) {
+        // Jobs have ended by now: give their last messages a moment to reach Discord, so a
+        // restart does not leave a thread without its answer until the next start re-renders it.
+        let head = self.bus.head().unwrap_or(0);
+        let mut progress = self.progress.clone();
+        let caught_up = tokio::time::timeout(
+            EXIT_FLUSH,
+            progress.wait_for(|p| p.cursor >= head && p.pending == 0),
+        )
+        .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::info!(
+                "Discord output still pending at exit; it is rendered at the next start."
+            );
+        }
         // The gateway supervisor closes the shard itself on cancel; a second `shutdown_all`
         // would wait out serenity's 5 s timeout for a shard that is already gone.
         self.cancel.cancel();
@@ -256,13 +274,16 @@ pub async fn spawn(
         config.default_verbosity,
     ));
     let timeout_minutes = (config.timings.permission_timeout.as_secs() / 60).max(1);
+    let (progress_tx, progress) = watch::channel(sink::SinkProgress::default());
     let sink = sink::Sink::new(
         deps.queue.clone(),
         dstore.clone(),
         outbound.clone(),
         settings,
         timeout_minutes,
+        progress_tx,
     );
+    let bus = deps.queue.bus().clone();
     tracker.spawn(sink.run(cancel.clone()));
 
     let bot = Arc::new(Bot::new(
@@ -310,6 +331,8 @@ pub async fn spawn(
         conn,
         identity,
         health,
+        bus,
+        progress,
     };
     let mut rx = handle.conn.clone();
     let waited = tokio::time::timeout(

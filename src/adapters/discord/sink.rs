@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::external::{self, ExternalFlags, OpenError, OpenThread};
@@ -886,6 +887,17 @@ pub struct Sink {
     opening: tokio::task::JoinSet<(OpenThread, Result<u64, OpenError>)>,
     opening_lanes: HashSet<String>,
     cancel: CancellationToken,
+    progress: watch::Sender<SinkProgress>,
+}
+
+/// How far rendering got, so shutdown can wait for what is already on the bus to be in Discord.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkProgress {
+    /// The bus cursor of the last event handled.
+    pub cursor: u64,
+    /// Finished jobs whose last messages are not confirmed in Discord yet, plus threads being
+    /// opened.
+    pub pending: usize,
 }
 
 impl Sink {
@@ -895,8 +907,10 @@ impl Sink {
         outbound: Outbound,
         settings: std::sync::Arc<dyn VerbositySource>,
         timeout_minutes: u64,
+        progress: watch::Sender<SinkProgress>,
     ) -> Self {
         Self {
+            progress,
             queue,
             store,
             outbound,
@@ -960,6 +974,15 @@ impl Sink {
                     }
                 }
             }
+            let now = SinkProgress {
+                cursor: sub.cursor(),
+                pending: self.finishing.len() + self.opening.len(),
+            };
+            self.progress.send_if_modified(|p| {
+                let changed = *p != now;
+                *p = now;
+                changed
+            });
         }
         let _ = self.store.set_cursor(sub.cursor());
     }
