@@ -2,16 +2,22 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use super::output::{exit, Failure};
 use super::GlobalArgs;
-use crate::adapters::control::{Call, ControlClient, ControlError, InstanceLock, LockError};
+use crate::adapters::control::{
+    Call, ControlClient, ControlError, ControlServer, InstanceLock, LockError,
+};
 use crate::adapters::discord::GatewayProxyError;
 use crate::config::{keys, Loaded};
+use crate::core::clock;
 use crate::runtime::onboarding::{self, OnboardingError, OnboardingOptions};
+use crate::runtime::onboarding_control::OnboardingControl;
 use crate::runtime::{Daemon, DaemonError, DaemonOptions, ReadyInfo, StopRequest};
 use crate::telemetry::{self, sse, LogOptions, Redactor};
 
@@ -143,6 +149,7 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
         let gateway = match gateway_url {
             None => None,
             Some(gateway_url) => {
+                let waiting_on = Arc::new(std::sync::Mutex::new(None));
                 let options = OnboardingOptions {
                     gateway_url,
                     state_file: loaded.data_dir.gateway_onboarding(),
@@ -150,16 +157,30 @@ pub fn run(global: &GlobalArgs, args: StartArgs, loaded: Loaded) -> Result<u8, F
                     restart: args.restart_onboarding,
                     lifecycle,
                     redactor,
+                    waiting_on: waiting_on.clone(),
                 };
+                // `kimaki status` and `kimaki stop` work while a person is being waited for.
+                let stop = CancellationToken::new();
+                let control = serve_while_onboarding(&loaded, &exe, waiting_on, stop.clone())
+                    .map_err(fail)?;
                 // Waiting for a person can take long: a stop request must still end it.
-                tokio::select! {
-                    login = onboarding::onboard(options) => {
-                        Some(login.map_err(|e| onboarding_failure(e, lifecycle))?)
-                    }
-                    reason = signals.stop_requested() => {
+                let outcome = tokio::select! {
+                    login = onboarding::onboard(options) => Ok(login),
+                    reason = signals.stop_requested() => Err(reason.to_owned()),
+                    _ = stop.cancelled() => Err("stop requested".to_owned()),
+                };
+                control.stop().await;
+                match outcome {
+                    Ok(login) => Some(login.map_err(|e| onboarding_failure(e, lifecycle))?),
+                    Err(reason) => {
                         tracing::info!(reason, "Stopped while onboarding.");
-                        lifecycle.emit(&sse::Lifecycle::Stopping { reason: reason.to_owned() });
-                        return Ok(StopRequest { reason: reason.to_owned(), restart: false });
+                        lifecycle.emit(&sse::Lifecycle::Stopping {
+                            reason: reason.clone(),
+                        });
+                        return Ok(StopRequest {
+                            reason,
+                            restart: false,
+                        });
                     }
                 }
             }
@@ -197,6 +218,45 @@ fn restart_in_place(exe: &std::path::Path) -> Failure {
         exit::FAILURE,
         format!("cannot restart {}: {err}", exe.display()),
     )
+}
+
+/// The control socket of the onboarding wait; `stop` closes it (and removes the socket file)
+/// before the daemon binds its own.
+struct OnboardingSocket {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OnboardingSocket {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn serve_while_onboarding(
+    loaded: &Loaded,
+    exe: &std::path::Path,
+    waiting_on: Arc<std::sync::Mutex<Option<String>>>,
+    stop: CancellationToken,
+) -> Result<OnboardingSocket, Failure> {
+    let socket = loaded.data_dir.socket();
+    let server = ControlServer::bind(&socket).map_err(|e| {
+        Failure::new(
+            exit::FAILURE,
+            format!("cannot open the control socket {}: {e}", socket.display()),
+        )
+    })?;
+    let handler = Arc::new(OnboardingControl {
+        data_dir: loaded.data_dir.root().display().to_string(),
+        exe: exe.display().to_string(),
+        started_at: clock::now_ms(),
+        waiting_on,
+        stop,
+    });
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(handler, shutdown.clone()));
+    Ok(OnboardingSocket { shutdown, task })
 }
 
 /// The same arguments minus `--restart-onboarding`: it asked for one fresh onboarding, and a

@@ -6,6 +6,7 @@ mod daemon;
 pub mod intake;
 pub mod local_calls;
 pub mod onboarding;
+pub mod onboarding_control;
 pub mod process;
 mod wiring;
 

@@ -42,6 +42,8 @@ pub struct OnboardingOptions {
     pub restart: bool,
     pub lifecycle: LifecycleOut,
     pub redactor: Redactor,
+    /// The install URL being waited on, for `kimaki status` while onboarding.
+    pub waiting_on: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The result of onboarding: where the proxied bot's API is and how to authenticate to it.
@@ -141,6 +143,7 @@ pub async fn onboard(opts: OnboardingOptions) -> Result<GatewayLogin, Onboarding
         tracing::info!(install_url = %url, "Waiting for the bot to be authorized: open the install URL.");
         opts.lifecycle
             .emit(&Lifecycle::InstallUrl { url: url.clone() });
+        *opts.waiting_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
         match wait_for_authorization(&proxy, &current, &url).await? {
             Waited::Authorized(authorization) => {
                 opts.redactor

@@ -287,6 +287,48 @@ fn a_stop_before_authorization_resumes_the_same_install_url() {
 }
 
 #[test]
+fn status_and_stop_work_while_waiting_for_authorization() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let twin = gateway_twin(&rt);
+    let proxy = twin.gateway_proxy();
+    let k = Kimaki::new().with_env("KIMAKI_GATEWAY_URL", &proxy.url());
+    let mut d = k.start(&["--gateway"]);
+    let url = d.wait_event("install_url", WAIT)["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = k.run(&["status", "--json"]);
+    assert_eq!(status.code(), 0, "{}", status.all());
+    let report = status.json();
+    let discord = report["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .unwrap_or_else(|| panic!("no discord in {report}"))
+        .clone();
+    assert_eq!(discord["state"], "onboarding", "{report}");
+    assert!(
+        discord["detail"].as_str().unwrap().contains(&url),
+        "the install URL is shown: {report}"
+    );
+    // Anything else is refused with the reason, not a hang or "not running".
+    let send = k.run(&["send", "--project", "/tmp", "--prompt", "hi"]);
+    assert_ne!(send.code(), 0);
+    assert!(
+        send.all().contains("waiting for the bot to be authorized"),
+        "{}",
+        send.all()
+    );
+
+    let out = k.run(&["stop"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(d.wait_exit(WAIT).success(), "{}", d.output());
+    assert_eq!(types(&d.stdout), ["install_url", "stopping"]);
+    assert!(!k.path("kimaki.sock").exists(), "the socket is removed");
+}
+
+#[test]
 fn a_refused_authorization_is_an_error_with_the_install_url_and_the_next_start_begins_anew() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let twin = gateway_twin(&rt);
