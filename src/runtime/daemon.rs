@@ -269,6 +269,19 @@ impl Daemon {
             interrupted = recovery.interrupted.len(),
             "kimaki is ready."
         );
+        if let Some(d) = discord.as_ref() {
+            // A refusal after start-up (a revoked token or credential) is announced like one at
+            // start: the rest of kimaki keeps running.
+            let stopped = d.stopped_owned();
+            tokio::spawn(async move {
+                if let Err(e) = stopped.await {
+                    lifecycle.emit(&Lifecycle::Error {
+                        message: e.to_string(),
+                        install_url: None,
+                    });
+                }
+            });
+        }
         lifecycle.emit(&Lifecycle::Ready {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION"),

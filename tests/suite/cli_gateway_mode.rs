@@ -478,3 +478,35 @@ fn a_revoked_credential_leads_to_a_new_onboarding() {
     );
     twin.assert_clean();
 }
+
+#[test]
+fn a_credential_the_proxy_stops_accepting_says_how_to_onboard_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let twin = gateway_twin(&rt);
+    let proxy = twin.gateway_proxy();
+    let k = Kimaki::new().with_env("KIMAKI_GATEWAY_URL", &proxy.url());
+    let mut d = onboard_once(&rt, &k, &twin, &["--gateway"], 1);
+
+    proxy.revoke_credential();
+    twin.close(4004);
+    let error = d.wait_event("error", WAIT);
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("kimaki start --gateway --restart-onboarding"),
+        "{error}"
+    );
+    assert!(
+        !message.contains("KIMAKI_BOT_TOKEN"),
+        "no bot token in gateway mode: {error}"
+    );
+    let status = k.run(&["status", "--json"]).json();
+    let discord = status["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "discord")
+        .unwrap()
+        .clone();
+    assert_eq!(discord["state"], "failed", "{status}");
+    stop(&mut d);
+}

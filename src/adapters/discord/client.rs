@@ -147,6 +147,8 @@ pub(super) enum Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FatalKind {
     TokenRejected,
+    /// Gateway mode: the proxy refused the onboarded credential.
+    CredentialRejected,
     MissingIntent,
 }
 
@@ -154,7 +156,16 @@ impl FatalKind {
     pub(super) fn error(self) -> DiscordError {
         match self {
             FatalKind::TokenRejected => DiscordError::TokenRejected,
+            FatalKind::CredentialRejected => DiscordError::CredentialRejected,
             FatalKind::MissingIntent => DiscordError::MissingIntent,
+        }
+    }
+
+    /// Through the gateway proxy there is no bot token to fix: the credential is what failed.
+    pub(super) fn for_mode(self, gateway_mode: bool) -> Self {
+        match self {
+            FatalKind::TokenRejected if gateway_mode => FatalKind::CredentialRejected,
+            other => other,
         }
     }
 }
@@ -531,6 +542,7 @@ pub(super) async fn supervise(
             Ok(()) => break,
             Err(e) => {
                 if let Some(fatal) = classify_start_error(&e) {
+                    let fatal = fatal.for_mode(bot.config.gateway_mode);
                     let err = fatal.error();
                     tracing::error!(error = %err, "Discord refused the bot; not reconnecting.");
                     bot.health.set(HEALTH, "failed", Some(err.to_string()));

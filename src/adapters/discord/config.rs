@@ -68,6 +68,9 @@ impl Default for DiscordTimings {
 #[derive(Clone)]
 pub struct DiscordConfig {
     pub token: Secret,
+    /// The shared bot through a gateway proxy (`kimaki start --gateway`): a refused token is a
+    /// refused onboarding credential.
+    pub gateway_mode: bool,
     /// The application id; `None` derives it from the token.
     pub app_id: Option<u64>,
     /// Only this guild is set up; `None` sets up every guild (channels only when there is one).
@@ -126,6 +129,7 @@ impl DiscordConfig {
     /// Defaults around a token: Discord itself, the `Kimaki` role, text-and-essential-tools.
     pub fn new(token: Secret, data_dir: &DataDir) -> Self {
         Self {
+            gateway_mode: false,
             token,
             app_id: None,
             guild_id: None,
@@ -172,6 +176,7 @@ impl DiscordConfig {
         c.app_id = Some(authorization.app_id);
         c.guild_id = Some(authorization.guild_id);
         c.api_base = Some(api_base.trim_end_matches('/').to_owned());
+        c.gateway_mode = true;
         c.apply_settings(settings);
         c
     }

@@ -79,6 +79,8 @@ const EXIT_FLUSH: Duration = Duration::from_secs(3);
 pub enum DiscordError {
     #[error("Discord rejected the bot token (401 / close code 4004): reset it in the Developer Portal (Bot > Reset Token) and set KIMAKI_BOT_TOKEN")]
     TokenRejected,
+    #[error("the gateway proxy refused kimaki's credential (the authorization was revoked or the bot removed from the server): run `kimaki start --gateway --restart-onboarding` and authorize the bot again")]
+    CredentialRejected,
     #[error("Discord refused the gateway intents (close code 4014): enable MESSAGE CONTENT INTENT in the Developer Portal (Bot > Privileged Gateway Intents)")]
     MissingIntent,
     #[error("Discord API error: {0}")]
@@ -101,7 +103,9 @@ impl DiscordError {
     /// Whether kimaki must stop using Discord until someone changes the configuration.
     pub fn is_fatal(&self) -> bool {
         match self {
-            DiscordError::TokenRejected | DiscordError::MissingIntent => true,
+            DiscordError::TokenRejected
+            | DiscordError::CredentialRejected
+            | DiscordError::MissingIntent => true,
             DiscordError::Http(_)
             | DiscordError::Decode(_)
             | DiscordError::Gateway(_)
@@ -165,7 +169,15 @@ impl DiscordHandle {
 
     /// Resolves when the adapter stops by itself: `Err` for a fatal refusal (token, intents).
     pub async fn stopped(&self) -> Result<()> {
-        let mut rx = self.conn.clone();
+        Self::stopped_on(self.conn.clone()).await
+    }
+
+    /// `stopped` as a future that owns what it needs, for a watcher task.
+    pub fn stopped_owned(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        Self::stopped_on(self.conn.clone())
+    }
+
+    async fn stopped_on(mut rx: watch::Receiver<Conn>) -> Result<()> {
         loop {
             match rx.borrow_and_update().clone() {
                 Conn::Fatal(kind) => return Err(kind.error()),
@@ -244,12 +256,11 @@ pub async fn spawn(
         Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)))
             if r.status_code.as_u16() == 401 =>
         {
-            health.set(
-                client::HEALTH,
-                "failed",
-                Some(DiscordError::TokenRejected.to_string()),
-            );
-            return Err(DiscordError::TokenRejected);
+            let err = client::FatalKind::TokenRejected
+                .for_mode(config.gateway_mode)
+                .error();
+            health.set(client::HEALTH, "failed", Some(err.to_string()));
+            return Err(err);
         }
         Err(e) => {
             tracing::warn!(error = %DiscordError::from(e), "Could not check the Discord token yet; connecting anyway.")
