@@ -23,6 +23,9 @@ use crate::runtime::intake;
 
 /// How often `--wait` looks for a kimaki that is not running (yet).
 const WAIT_RETRY: Duration = Duration::from_secs(1);
+/// How long `send` waits for Discord to confirm a new session's thread, to print its id.
+const THREAD_WAIT: Duration = Duration::from_secs(10);
+const THREAD_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -174,10 +177,19 @@ pub fn run(_global: &GlobalArgs, args: SendArgs, loaded: Loaded) -> Result<u8, F
         let receipt = {
             let backend = Backend::connect(&loaded).await?;
             match &backend {
-                Backend::Daemon(c) => c
-                    .call::<SendReceipt>(Call::Send(req))
-                    .await
-                    .map_err(control_failure)?,
+                Backend::Daemon(c) => {
+                    let mut receipt = c
+                        .call::<SendReceipt>(Call::Send(req))
+                        .await
+                        .map_err(control_failure)?;
+                    if !args.wait
+                        && receipt.discord_thread.is_none()
+                        && receipt.discord_channel.is_some()
+                    {
+                        receipt.discord_thread = opened_thread(c, &receipt.lane).await;
+                    }
+                    receipt
+                }
                 Backend::Direct(d) => {
                     let attachments = loaded.data_dir.attachments_dir();
                     let local = intake::Local {
@@ -316,6 +328,29 @@ fn absolute_if_path(p: &str) -> String {
 
 /// Follows the job until it finishes, reconnecting (and waiting for kimaki to start) as needed;
 /// the per-job sequence number makes the stream resumable without repeats.
+/// The thread the running kimaki opens for a new session, once Discord confirmed it (CI jobs
+/// link to it). `None` after `THREAD_WAIT`: it is still shown, the receipt just cannot name it.
+async fn opened_thread(client: &ControlClient, lane: &str) -> Option<String> {
+    let deadline = Instant::now() + THREAD_WAIT;
+    while Instant::now() < deadline {
+        let sessions = client
+            .call::<Vec<crate::adapters::control::protocol::SessionSummary>>(Call::SessionList {
+                project: None,
+            })
+            .await
+            .ok()?;
+        if let Some(t) = sessions
+            .into_iter()
+            .find(|s| s.session == lane)
+            .and_then(|s| s.discord_thread)
+        {
+            return Some(t);
+        }
+        tokio::time::sleep(THREAD_POLL).await;
+    }
+    None
+}
+
 async fn wait_for(
     loaded: &Loaded,
     receipt: &SendReceipt,

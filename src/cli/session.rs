@@ -80,6 +80,9 @@ pub fn run(_global: &GlobalArgs, args: SessionArgs, loaded: Loaded) -> Result<u8
                     human_duration(ago),
                     s.runner_session.as_deref().unwrap_or("-")
                 );
+                if let Some(t) = &s.discord_thread {
+                    println!("    shown in Discord thread {t}");
+                }
             }
         }
         Ok(exit::OK)

@@ -88,6 +88,7 @@ pub fn sessions(
         ),
         None => None,
     };
+    let threads = crate::adapters::discord::DiscordSessions::new(local.queue.store().clone());
     let mut out = Vec::new();
     for lane in local.queue.lanes().map_err(queue_error)? {
         if filter
@@ -118,6 +119,18 @@ pub fn sessions(
             queued,
             running_job,
             last_activity_at: lane.last_activity_at,
+            discord_thread: threads
+                .thread_for_lane(lane.lane.as_str())
+                .ok()
+                .flatten()
+                .map(|t| t.thread.to_string())
+                // A session started by a Discord message is named after its thread.
+                .or_else(|| {
+                    lane.lane
+                        .as_str()
+                        .strip_prefix("discord:")
+                        .map(str::to_owned)
+                }),
         });
     }
     Ok(out)

@@ -71,6 +71,21 @@ fn send_to_a_channel_opens_a_thread_and_send_to_the_thread_continues_its_session
     // The bot posts the prompt in the channel and starts the thread from that message.
     let thread = rt.block_on(twin.wait_thread(|t| t.parent_id == Some(channel), WAIT));
     assert_eq!(thread.name, "[[fake:text]] say hello from the CLI");
+    // The receipt names the thread once Discord confirmed it (a CI job can link to it), and so
+    // does the session list.
+    assert_eq!(
+        receipt["discord_thread"],
+        thread.id.to_string(),
+        "{receipt}"
+    );
+    let list = k.run(&["session", "list", "--json"]).json();
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session"] == lane.as_str())
+        .unwrap();
+    assert_eq!(listed["discord_thread"], thread.id.to_string(), "{list}");
     let starter = twin
         .message(MessageId::new(thread.id.get()))
         .expect("the thread starts from a message");

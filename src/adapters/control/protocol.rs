@@ -241,6 +241,9 @@ pub struct SessionSummary {
     pub running_job: Option<String>,
     /// Unix milliseconds.
     pub last_activity_at: i64,
+    /// The Discord thread that shows this session, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord_thread: Option<String>,
 }
 
 /// What `status` reports.
