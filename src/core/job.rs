@@ -234,6 +234,9 @@ pub struct LaneRecord {
     /// context.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The last job that ran in the lane (its events tell the session's context usage).
+    #[serde(default)]
+    pub last_job: Option<JobId>,
 }
 
 #[cfg(test)]

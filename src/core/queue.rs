@@ -301,6 +301,7 @@ impl JobQueue {
                 last_activity_at: now,
                 carry_over: Vec::new(),
                 notes: Vec::new(),
+                last_job: None,
             },
         })
     }
@@ -858,6 +859,7 @@ impl JobQueue {
         batch.put(Tree::Jobs, record.job.id.as_str(), &record)?;
         if let Some(mut lane) = self.lane(&record.job.lane)? {
             lane.last_activity_at = now;
+            lane.last_job = Some(record.job.id.clone());
             if let Some(session) = &done.runner_session_id {
                 lane.runner_session_id = Some(session.clone());
             }

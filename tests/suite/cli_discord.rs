@@ -62,6 +62,20 @@ fn start_connects_to_discord_and_answers_in_a_thread() {
     let reply =
         rt.block_on(twin.wait_bot_message(thread.id, |m| m.content.contains(TEXT_REPLY), WAIT));
     assert!(reply.content.contains(TEXT_REPLY), "{}", reply.content);
+    rt.block_on(twin.wait_bot_message(thread.id, |m| m.content.starts_with("*project ⋅ "), WAIT));
+
+    // The session's context use, as the runner reported it for the last run.
+    let asked = alice.in_thread(thread.id).slash("context-usage", &[]);
+    let ack = rt.block_on(twin.wait_interaction_ack(asked, WAIT));
+    let text = ack.data.as_ref().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.starts_with("Context: ") && text.contains(" 20 input, 10 output, "),
+        "{text}"
+    );
+    assert!(!text.contains("no usage reported"), "{text}");
 
     // An ordered stop leaves nothing behind and exits 0.
     d.signal(Signal::SIGTERM);

@@ -19,6 +19,7 @@ pub const MENTION_MODE: &str = "mention-mode";
 pub const ADD_PROJECT: &str = "add-project";
 pub const CREATE_NEW_PROJECT: &str = "create-new-project";
 pub const STATUS: &str = "status";
+pub const CONTEXT_USAGE: &str = "context-usage";
 pub const NEW_WORKTREE: &str = "new-worktree";
 pub const MERGE_WORKTREE: &str = "merge-worktree";
 pub const WORKTREES: &str = "worktrees";
@@ -113,6 +114,8 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "Branch to merge into (default: the main checkout's branch)",
                 false,
             )),
+        CreateCommand::new(CONTEXT_USAGE)
+            .description("How much of the model's context this session uses, and what it cost"),
         CreateCommand::new(CREATE_NEW_PROJECT)
             .description("Create a new project folder (a git repository) with its channel")
             .add_option(

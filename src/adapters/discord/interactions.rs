@@ -628,6 +628,10 @@ async fn on_command(bot: &Bot, c: &CommandInteraction) {
         cmd::VERBOSITY => set_verbosity(bot, c, place).await,
         cmd::MENTION_MODE => set_mention_mode(bot, c, place).await,
         cmd::STATUS => status(bot, place),
+        cmd::CONTEXT_USAGE => match place {
+            Place::Thread(t, _) => ephemeral(context_usage(bot, &t.lane)),
+            _ => ephemeral(NOT_A_THREAD),
+        },
         _ => ephemeral("This command is not available any more."),
     };
     if let Err(e) = c.create_response(&bot.http, reply).await {
@@ -787,6 +791,71 @@ async fn set_mention_mode(
     }
 }
 
+/// The session's context use as its runner last reported it (the last run's final `Usage`).
+fn context_usage(bot: &Bot, lane: &str) -> String {
+    let last_job = bot
+        .queue
+        .lane(&LaneId::new(lane))
+        .ok()
+        .flatten()
+        .and_then(|l| l.last_job);
+    let usage = last_job
+        .and_then(|job| bot.queue.bus().job_events(&job, 0).ok())
+        .and_then(|events| {
+            events.into_iter().rev().find_map(|e| match e.kind {
+                crate::core::EventKind::Usage {
+                    input_tokens,
+                    output_tokens,
+                    cached_tokens,
+                    cost_usd,
+                    context_percent,
+                    model,
+                } => Some((
+                    input_tokens,
+                    output_tokens,
+                    cached_tokens,
+                    cost_usd,
+                    context_percent,
+                    model,
+                )),
+                _ => None,
+            })
+        });
+    let Some((input, output, cached, cost, percent, model)) = usage else {
+        return "Context: no usage reported yet in this session.".to_owned();
+    };
+    let mut text = match percent {
+        Some(p) => format!("Context: {p:.0}% of the window"),
+        None => "Context: window size unknown".to_owned(),
+    };
+    text.push_str(&format!(
+        " · {} input, {} output, {} cached tokens",
+        thousands(input),
+        thousands(output),
+        thousands(cached)
+    ));
+    if let Some(cost) = cost {
+        text.push_str(&format!(" · ${cost:.4}"));
+    }
+    if let Some(model) = model {
+        text.push_str(&format!(" · `{model}`"));
+    }
+    text
+}
+
+/// `12345` → `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn status(bot: &Bot, place: Place) -> CreateInteractionResponse {
     match place {
         Place::Thread(t, p) => {
@@ -813,14 +882,16 @@ fn status(bot: &Bot, place: Place) -> CreateInteractionResponse {
                 .or(p.agent)
                 .or_else(|| bot.config.default_agent.clone());
             ephemeral(format!(
-                "**Session** in `{}`\nRunner: `{}` · session `{}`\nModel: `{}` · agent: `{}`\nState: {} · {} queued",
+                "**Session** in `{}`\nRunner: `{}` · session `{}`\nModel: `{}` · agent: `{}`\nState: {} · {} queued\n{}\nFrom the command line: `kimaki send --session {} --prompt …`",
                 p.directory,
                 bot.config.runner,
                 session,
                 model.unwrap_or_else(|| "default".into()),
                 agent.unwrap_or_else(|| "default".into()),
                 if running.is_some() { "running" } else { "idle" },
-                queued
+                queued,
+                context_usage(bot, &t.lane),
+                t.lane
             ))
         }
         Place::Channel(p) => {
