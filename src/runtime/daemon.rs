@@ -228,6 +228,7 @@ impl Daemon {
                     health: states.clone(),
                     store: store.clone(),
                     worktrees: worktrees.clone(),
+                    tasks: scheduled.clone(),
                 };
                 match discord::spawn(config, deps, CancellationToken::new()).await {
                     Ok(handle) => Some(handle),

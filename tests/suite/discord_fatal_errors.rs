@@ -20,6 +20,7 @@ async fn deps(dir: &std::path::Path) -> (QueueHarness, DiscordDeps) {
         queue: q.queue.clone(),
         workspaces: Workspaces::new(store.clone()),
         health: Health::default(),
+        tasks: kimaki::core::tasks::Tasks::new(store.clone()),
         store,
         worktrees: Arc::new(GitWorktrees::new()),
     };

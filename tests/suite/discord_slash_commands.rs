@@ -254,3 +254,56 @@ async fn create_new_project_makes_a_repository_with_its_channel() {
     );
     k.finish().await;
 }
+
+#[tokio::test]
+async fn tasks_lists_this_projects_scheduled_sends_and_deletes_one() {
+    use kimaki::core::tasks::{Schedule, TaskZone, Tasks};
+    let k = Kimaki::start().await;
+    let tasks = Tasks::new(k.queue().queue.store().clone());
+    let now = kimaki::core::clock::now_ms();
+    let cron = Schedule::Cron {
+        expr: "0 9 * * 1".into(),
+        tz: TaskZone::Utc,
+    };
+    let ours = crate::support::queue_harness::new_job(
+        "cli:weekly",
+        "echo",
+        &k.project_dir,
+        "Run the weekly test suite and summarize failures",
+    );
+    let ours = tasks
+        .add(cron.clone(), ours, true, false, now)
+        .await
+        .unwrap();
+    let elsewhere = k.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let theirs = crate::support::queue_harness::new_job("cli:x", "echo", &elsewhere, "not here");
+    let theirs = tasks.add(cron, theirs, true, false, now).await.unwrap();
+
+    let alice = k.twin.user("alice").in_channel(k.channel);
+    let list = content(&ack(&k, alice.slash("tasks", &[])).await);
+    assert!(list.contains(&ours.id), "{list}");
+    assert!(
+        list.contains("cron 0 9 * * 1: Run the weekly test suite"),
+        "{list}"
+    );
+    assert!(list.contains("next <t:"), "{list}");
+    assert!(
+        !list.contains(&theirs.id),
+        "only this project's tasks: {list}"
+    );
+
+    let ac = alice.autocomplete("tasks", "delete", "weekly");
+    let choices = ack(&k, ac).await.data.unwrap()["choices"].clone();
+    assert_eq!(choices[0]["value"], ours.id.as_str(), "{choices}");
+
+    let refused = alice.slash("tasks", &[("delete", json!(theirs.id))]);
+    assert!(content(&ack(&k, refused).await).starts_with("No task"));
+    let deleted = alice.slash("tasks", &[("delete", json!(ours.id))]);
+    assert!(content(&ack(&k, deleted).await).starts_with("🗑️ Deleted"));
+    assert!(tasks.get(&ours.id).unwrap().is_none());
+    assert!(tasks.get(&theirs.id).unwrap().is_some());
+    let empty = content(&ack(&k, alice.slash("tasks", &[])).await);
+    assert!(empty.starts_with("No scheduled tasks"), "{empty}");
+    k.finish().await;
+}

@@ -362,6 +362,7 @@ impl Kimaki {
             health: self.health.clone(),
             store: queue.queue.store().clone(),
             worktrees: Arc::new(GitWorktrees::new()),
+            tasks: kimaki::core::tasks::Tasks::new(queue.queue.store().clone()),
         };
         let handle = discord::spawn(config, deps, CancellationToken::new())
             .await

@@ -20,6 +20,7 @@ pub const ADD_PROJECT: &str = "add-project";
 pub const CREATE_NEW_PROJECT: &str = "create-new-project";
 pub const STATUS: &str = "status";
 pub const CONTEXT_USAGE: &str = "context-usage";
+pub const TASKS: &str = "tasks";
 pub const NEW_WORKTREE: &str = "new-worktree";
 pub const MERGE_WORKTREE: &str = "merge-worktree";
 pub const WORKTREES: &str = "worktrees";
@@ -116,6 +117,9 @@ pub fn definitions() -> Vec<CreateCommand> {
             )),
         CreateCommand::new(CONTEXT_USAGE)
             .description("How much of the model's context this session uses, and what it cost"),
+        CreateCommand::new(TASKS)
+            .description("Scheduled sends of this project (kimaki send --send-at), next run first")
+            .add_option(string_opt("delete", "Delete this task", false).set_autocomplete(true)),
         CreateCommand::new(CREATE_NEW_PROJECT)
             .description("Create a new project folder (a git repository) with its channel")
             .add_option(

@@ -41,6 +41,9 @@ use crate::core::{
 /// Autocomplete answers hold at most 25 choices.
 const MAX_CHOICES: usize = 25;
 
+/// `/tasks` lists at most this many (the rest are counted).
+const MAX_LISTED_TASKS: usize = 15;
+
 /// `/resume` replays this many of the old thread's rendered messages.
 const RESUME_REPLAY_MESSAGES: u8 = 30;
 
@@ -628,6 +631,7 @@ async fn on_command(bot: &Bot, c: &CommandInteraction) {
         cmd::VERBOSITY => set_verbosity(bot, c, place).await,
         cmd::MENTION_MODE => set_mention_mode(bot, c, place).await,
         cmd::STATUS => status(bot, place),
+        cmd::TASKS => return tasks(bot, c, place).await,
         cmd::CONTEXT_USAGE => match place {
             Place::Thread(t, _) => ephemeral(context_usage(bot, &t.lane)),
             _ => ephemeral(NOT_A_THREAD),
@@ -788,6 +792,82 @@ async fn set_mention_mode(
         )),
         Ok(()) => visible(format!("Mention mode is off in <#{}>.", p.channel_id)),
         Err(e) => ephemeral(format!("Could not save it: {e}")),
+    }
+}
+
+/// Tasks whose sends run in this place's project (its directory or a worktree inside it), next
+/// due first; finished one-shots last.
+fn project_tasks(bot: &Bot, place: &Place) -> Vec<crate::core::tasks::Task> {
+    let dir = match place {
+        Place::Thread(_, p) | Place::Channel(p) => std::path::PathBuf::from(&p.directory),
+        Place::Elsewhere => return Vec::new(),
+    };
+    let mut tasks: Vec<_> = bot
+        .tasks
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.template.workspace.starts_with(&dir))
+        .collect();
+    tasks.sort_by_key(|t| t.next_due_ms.unwrap_or(i64::MAX));
+    tasks
+}
+
+/// One task on one line, within an autocomplete choice's 100 characters.
+fn task_line(t: &crate::core::tasks::Task) -> String {
+    let when = match &t.schedule {
+        crate::core::tasks::Schedule::At { .. } => "once".to_owned(),
+        crate::core::tasks::Schedule::Cron { expr, .. } => format!("cron {expr}"),
+    };
+    let prompt = render::truncate_chars(
+        &t.template
+            .prompt
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        60,
+    );
+    render::truncate_chars(&format!("{when}: {prompt}"), 100)
+}
+
+/// `/tasks`: the project's scheduled sends; `/tasks delete:<id>` removes one.
+async fn tasks(bot: &Bot, c: &CommandInteraction, place: Place) {
+    let text = if matches!(place, Place::Elsewhere) {
+        NOT_A_PROJECT.to_owned()
+    } else if let Some(id) = opt_str(c, "delete") {
+        let ours = project_tasks(bot, &place).into_iter().any(|t| t.id == id);
+        if !ours {
+            format!("No task `{}` in this project.", id.replace('`', "'"))
+        } else {
+            match bot.tasks.delete(id).await {
+                Ok(t) => format!("🗑️ Deleted `{}` ({}).", t.id, task_line(&t)),
+                Err(e) => format!("❌ Could not delete it: {e}"),
+            }
+        }
+    } else {
+        let tasks = project_tasks(bot, &place);
+        if tasks.is_empty() {
+            "No scheduled tasks in this project. Schedule one with `kimaki send --project … --prompt … --send-at …`.".to_owned()
+        } else {
+            let mut lines = vec![format!("**Scheduled tasks** ({}):", tasks.len())];
+            for t in tasks.iter().take(MAX_LISTED_TASKS) {
+                let next = match t.next_due_ms {
+                    Some(ms) => format!("next <t:{}:R>", ms / 1000),
+                    None => "done".to_owned(),
+                };
+                lines.push(format!("• `{}` · {next} · {}", t.id, task_line(t)));
+            }
+            if tasks.len() > MAX_LISTED_TASKS {
+                lines.push(format!(
+                    "…and {} more (`kimaki task list`).",
+                    tasks.len() - MAX_LISTED_TASKS
+                ));
+            }
+            render::truncate_chars(&lines.join("\n"), render::GENERATED_LIMIT)
+        }
+    };
+    if let Err(e) = c.create_response(&bot.http, ephemeral(text)).await {
+        log_failure("tasks", e);
     }
 }
 
@@ -1305,6 +1385,10 @@ async fn on_autocomplete(bot: &Bot, c: &CommandInteraction) {
             (cmd::MODEL, _) | (cmd::NEW_SESSION, "model") => models(bot),
             (cmd::AGENT, _) | (cmd::NEW_SESSION, "agent") => agents(bot),
             (cmd::ADD_PROJECT, _) => projects(bot, c.guild_id.map(|g| g.get()).unwrap_or(0)),
+            (cmd::TASKS, _) => project_tasks(bot, &place)
+                .into_iter()
+                .map(|t| (task_line(&t), t.id))
+                .collect(),
             (cmd::NEW_WORKTREE, "name") => worktrees::existing_names(bot, &place).await,
             _ => Vec::new(),
         };

@@ -138,6 +138,9 @@ pub struct DiscordDeps {
     pub store: Store,
     /// Creates, lists and merges the git worktrees sessions run in (`/new-worktree`, `⬦`).
     pub worktrees: Arc<dyn Worktrees>,
+    /// Scheduled sends (`/tasks` lists and deletes them); the scheduler's own instance, so a
+    /// deletion reaches it at once.
+    pub tasks: crate::core::tasks::Tasks,
 }
 
 /// A running adapter.
@@ -302,6 +305,7 @@ pub async fn spawn(
         deps.queue,
         deps.workspaces,
         deps.worktrees,
+        deps.tasks,
         health.clone(),
         dstore,
         outbound,
