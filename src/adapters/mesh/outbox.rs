@@ -447,6 +447,14 @@ impl Agent {
                 None => break,
             }
         }
+        self.seal_tails(&mut batch)?;
+        // One record write per job and batch (not per event): the record carries `next_seq`,
+        // so it must land in the same batch as the entries it numbers.
+        for id in &touched {
+            if let Some(job) = self.jobs.get(id) {
+                MeshStore::put_job(&mut batch, job)?;
+            }
+        }
         self.cursor = cursor;
         MeshStore::put_cursor(&mut batch, cursor)?;
         if touched.is_empty() {
@@ -500,15 +508,32 @@ impl Agent {
         }
         let ts = clock::rfc3339(ev.event.at);
         for draft in drafts {
-            self.append(job_id, draft, &ts, batch)?;
+            self.append_entries(job_id, draft, &ts, batch)?;
         }
         touched.insert(job_id.to_owned());
         Ok(())
     }
 
-    /// Gives `event` the job's next seq(s) and writes it to `batch` (plus the job record):
-    /// split to fit, coalesced into an unsent `output`, cut past the outbox cap (§10).
+    /// Gives `event` the job's next seq(s) and writes it to `batch` plus the job record.
     pub(super) fn append(
+        &mut self,
+        job_id: &str,
+        event: JobEvent,
+        ts: &str,
+        batch: &mut Batch,
+    ) -> Result<(), MeshError> {
+        self.append_entries(job_id, event, ts, batch)?;
+        self.seal_tails(batch)?;
+        if let Some(job) = self.jobs.get(job_id) {
+            MeshStore::put_job(batch, job)?;
+        }
+        Ok(())
+    }
+
+    /// Gives `event` the job's next seq(s) and writes its outbox entries to `batch` — split to
+    /// fit, coalesced into an unsent `output`, cut past the outbox cap (§10). The caller writes
+    /// the job record into the same batch.
+    fn append_entries(
         &mut self,
         job_id: &str,
         event: JobEvent,
@@ -573,11 +598,15 @@ impl Agent {
                 let unsent = tail.seq > flow.max_sent && tail.seq == job.last_seq();
                 if unsent {
                     if let Some(merged) = map::coalesce(&tail.event, &piece, max) {
+                        // Written once when the batch is sealed, however many deltas it absorbs.
                         tail.event = merged;
-                        let size = MeshStore::put_event(batch, tail)?;
-                        flow.sizes.insert(tail.seq, size);
+                        self.dirty_tails.insert(job_id.to_owned());
                         continue;
                     }
+                }
+                if self.dirty_tails.remove(job_id) {
+                    let size = MeshStore::put_event(batch, tail)?;
+                    flow.sizes.insert(tail.seq, size);
                 }
             }
             let seq = job.next_seq;
@@ -595,11 +624,23 @@ impl Agent {
                 ts: ts.to_owned(),
                 event: piece,
             };
-            let size = MeshStore::put_event(batch, &notification)?;
-            flow.sizes.insert(seq, size);
             self.tails.insert(job_id.to_owned(), notification);
+            self.dirty_tails.insert(job_id.to_owned());
         }
-        MeshStore::put_job(batch, job)?;
+        Ok(())
+    }
+
+    /// Writes the entries still held back for coalescing; every batch that appended is sealed
+    /// with this before it is applied.
+    fn seal_tails(&mut self, batch: &mut Batch) -> Result<(), MeshError> {
+        for job_id in std::mem::take(&mut self.dirty_tails) {
+            if let Some(tail) = self.tails.get(&job_id) {
+                let size = MeshStore::put_event(batch, tail)?;
+                if let Some(flow) = self.flows.get_mut(&job_id) {
+                    flow.sizes.insert(tail.seq, size);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -130,6 +130,8 @@ pub(super) struct Agent {
     pub flows: HashMap<String, Flow>,
     /// The last entry spooled per job, while it may still be coalesced.
     pub tails: HashMap<String, JobEventNotification>,
+    /// Jobs whose tail changed in the batch being built and is not written yet.
+    pub dirty_tails: BTreeSet<String>,
     /// The end of output cut after the outbox cap, per job.
     pub cut_tails: HashMap<String, String>,
     pub runner_infos: BTreeMap<RunnerId, RunnerInfo>,
@@ -267,6 +269,7 @@ impl Agent {
             jobs,
             flows,
             tails: HashMap::new(),
+            dirty_tails: BTreeSet::new(),
             cut_tails: HashMap::new(),
             runner_infos: BTreeMap::new(),
             shutting_down: false,
