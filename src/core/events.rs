@@ -19,6 +19,9 @@ const BUS_CAPACITY: usize = 1024;
 
 /// Events read from the store per catch-up step.
 const CATCH_UP_BATCH: usize = 256;
+/// Newest event-log entries checked for a missing index entry at start-up (only the last one
+/// can be; the margin costs nothing).
+const REPAIR_SCAN: usize = 16;
 
 /// Which text a part carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,13 +358,21 @@ impl EventBus {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let cursor = self.store.next_id()?;
         let stored = StoredEvent { cursor, event };
+        // A runner's stream (most events) carries no other writes: log then index, in order,
+        // without an atomic batch, which would cost a disk write per event. A crash can then
+        // cut at most the newest event's index entry, which `repair_index` restores.
+        let atomic = !extra.is_empty();
         extra.put(Tree::EventLog, store::be(cursor), &stored)?;
         extra.put_raw(
             Tree::Events,
             event_key(&stored.event.job_id, stored.event.seq),
             store::be(cursor),
         );
-        self.store.apply(extra)?;
+        if atomic {
+            self.store.apply(extra)?;
+        } else {
+            self.store.apply_in_order(extra)?;
+        }
         let stored = Arc::new(stored);
         // No receivers is fine: sinks that start later read the store.
         let _ = self.tx.send(stored.clone());
@@ -385,6 +396,40 @@ impl EventBus {
             .store
             .last_raw(Tree::EventLog, [])?
             .and_then(|(k, _)| k.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Restores the per-job index entries of the newest events if a crash cut them off (see
+    /// `publish`). Publishing is serialized and each event's log entry is written before its
+    /// index entry, so only the tail of the log can be unindexed; a few entries are checked.
+    /// Returns how many entries were restored.
+    pub fn repair_index(&self) -> store::Result<usize> {
+        let mut batch = Batch::new();
+        for (_, stored) in self
+            .store
+            .last_n::<StoredEvent>(Tree::EventLog, REPAIR_SCAN)?
+        {
+            let key = event_key(&stored.event.job_id, stored.event.seq);
+            if !self.store.contains(Tree::Events, &key)? {
+                batch.put_raw(Tree::Events, key, store::be(stored.cursor));
+            }
+        }
+        let restored = batch.len();
+        self.store.apply(batch)?;
+        Ok(restored)
+    }
+
+    /// The highest event seq stored for `job` (0 if none).
+    pub fn last_seq(&self, job: &JobId) -> store::Result<u64> {
+        let prefix = store::prefix_of(job.as_str());
+        Ok(self
+            .store
+            .last_raw(Tree::Events, &prefix)?
+            .and_then(|(k, _)| {
+                k.get(prefix.len()..)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            })
+            .map(u64::from_be_bytes)
             .unwrap_or(0))
     }
 

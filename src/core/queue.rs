@@ -194,25 +194,23 @@ impl JobQueue {
             held,
         };
 
+        // In order, not as one atomic batch (which costs a disk write of its own; the flush
+        // below is the one that matters): lane, job, its place in the lane, its `Queued` event.
+        // A crash can keep only a prefix of these, and `recover` completes any such prefix
+        // that includes the job record.
         let mut batch = Batch::new();
+        let lane = self.lane_for(&record.job, now)?;
+        batch.put(Tree::Lanes, record.job.lane.as_str(), &lane)?;
         batch.put(Tree::Jobs, record.job.id.as_str(), &record)?;
         batch.put_raw(
             Tree::LaneQueue,
             lane_queue_key(&record.job.lane, front, order),
             record.job.id.as_str(),
         );
-        let lane = self.lane_for(&record.job, now)?;
-        batch.put(Tree::Lanes, record.job.lane.as_str(), &lane)?;
-        self.inner.bus.publish(
-            JobEvent {
-                job_id: record.job.id.clone(),
-                lane: record.job.lane.clone(),
-                seq: 1,
-                at: now,
-                kind: EventKind::Queued { position },
-            },
-            batch,
-        )?;
+        store.apply_in_order(batch)?;
+        self.inner
+            .bus
+            .publish(queued_event(&record, position), Batch::new())?;
         store.flush().await?;
 
         if front {
@@ -321,13 +319,12 @@ impl JobQueue {
     /// Jobs that would run before a new job with this key.
     fn waiting_ahead(&self, lane: &LaneId, front: bool, order: u64) -> Result<u32> {
         let mine = lane_queue_key(lane, front, order);
-        let ahead = self
-            .inner
-            .store
-            .scan_raw_prefix(Tree::LaneQueue, store::prefix_of(lane.as_str()))?
-            .into_iter()
-            .filter(|(k, _)| k.as_slice() < mine.as_slice())
-            .count();
+        // Every key from the lane's prefix up to this job's key is in the lane, ahead of it.
+        let ahead = self.inner.store.count_range(
+            Tree::LaneQueue,
+            &store::prefix_of(lane.as_str()),
+            &mine,
+        )?;
         let running = usize::from(self.active_job(lane).is_some());
         Ok(u32::try_from(ahead + running).unwrap_or(u32::MAX))
     }
@@ -647,22 +644,36 @@ impl JobQueue {
         let store = &self.inner.store;
         let mut report = Recovery::default();
         let now = now_ms();
+        let restored = self.inner.bus.repair_index()?;
+        if restored > 0 {
+            tracing::info!(restored, "Re-indexed job events cut off by a crash.");
+        }
         let records: Vec<(Vec<u8>, JobRecord)> = store.scan_all(Tree::Jobs)?;
         for (_, mut record) in records {
             match record.state {
                 JobState::Queued => {
+                    // An enqueue cut short by a crash (see `enqueue`): complete it.
                     let key = lane_queue_key(&record.job.lane, record.front, record.order);
                     if !store.contains(Tree::LaneQueue, &key)? {
                         let mut batch = Batch::new();
                         batch.put_raw(Tree::LaneQueue, key, record.job.id.as_str());
                         store.apply(batch)?;
                     }
+                    if self.inner.bus.last_seq(&record.job.id)? == 0 {
+                        let position = self.position(&record)?;
+                        self.inner
+                            .bus
+                            .publish(queued_event(&record, position), Batch::new())?;
+                    }
                     report.queued += 1;
                 }
                 JobState::Leased | JobState::Running => {
                     let reason = "kimaki stopped while this job was running (restart or crash); it was not re-run. Send the request again to retry.".to_owned();
                     record.state = JobState::Interrupted;
-                    record.last_seq += 1;
+                    // The runner's events went on past the record's seq; `Finished` follows
+                    // whichever of them survived the crash.
+                    let emitted = self.inner.bus.last_seq(&record.job.id)?;
+                    record.last_seq = record.last_seq.max(emitted) + 1;
                     record.updated_at = now;
                     record.reason = Some(reason.clone());
                     let mut batch = Batch::new();
@@ -941,6 +952,16 @@ pub(crate) struct Completion {
     pub runner_session_id: Option<String>,
     /// The prompt, when the job was interrupted before the runner ever saw it.
     pub carry_over: Option<String>,
+}
+
+fn queued_event(record: &JobRecord, position: u32) -> JobEvent {
+    JobEvent {
+        job_id: record.job.id.clone(),
+        lane: record.job.lane.clone(),
+        seq: 1,
+        at: record.job.created_at,
+        kind: EventKind::Queued { position },
+    }
 }
 
 fn lane_queue_key(lane: &LaneId, front: bool, order: u64) -> Vec<u8> {

@@ -134,6 +134,15 @@ fn kill_9_loses_no_acknowledged_job_and_reruns_none() {
                 .filter(|e| matches!(e.kind, EventKind::Started { .. }))
                 .count();
             let finishes = events.iter().filter(|e| e.kind.is_terminal()).count();
+            // What survived each crash is a prefix of the job's stream, and recovery appended to
+            // it: contiguous seqs, the terminal event last.
+            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            let contiguous: Vec<u64> = (1..=seqs.len() as u64).collect();
+            assert_eq!(seqs, contiguous, "{m}: event seqs have a gap or repeat");
+            assert!(
+                events.iter().rev().skip(1).all(|e| !e.kind.is_terminal()),
+                "{m}: an event follows its terminal event"
+            );
             assert!(starts <= 1, "{m} started {starts} times");
             assert!(finishes <= 1, "{m} finished {finishes} times");
             assert_eq!(
