@@ -40,12 +40,10 @@ async fn main() -> anyhow::Result<()> {
         filename: file.clone(),
         pcm16k: Some(Arc::new(pcm)),
     };
-    let scratch = tempfile_dir()?;
     let provider = LocalProvider::new(LocalConfig {
         model_dir: PathBuf::from(model_dir),
         threads,
         timeout: Duration::from_secs(3600),
-        scratch_dir: scratch.clone(),
     });
     let ctx = TranscriptionContext::default();
 
@@ -56,7 +54,6 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let second = provider.transcribe(&clip, &ctx).await?;
     let warm = started.elapsed();
-    let _ = std::fs::remove_dir_all(&scratch);
 
     eprintln!(
         "{file}: {secs:.1} s of audio; first call (model load + decode) {:.2} s, \
@@ -70,10 +67,4 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{}", second.text);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("kimaki-whisper-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

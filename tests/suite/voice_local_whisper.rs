@@ -34,12 +34,11 @@ fn model_dir() -> PathBuf {
     }
 }
 
-fn provider(model_dir: PathBuf, scratch: &std::path::Path, timeout: Duration) -> LocalProvider {
+fn provider(model_dir: PathBuf, timeout: Duration) -> LocalProvider {
     LocalProvider::new(LocalConfig {
         model_dir,
         threads: 2,
         timeout,
-        scratch_dir: scratch.to_path_buf(),
     })
 }
 
@@ -95,7 +94,10 @@ fn reference(name: &str) -> Vec<String> {
 #[test]
 fn word_error_rate_counts_edits() {
     let r = words("Run the tests, then fix them.");
-    assert_eq!(word_error_rate(&r, &words("run the tests then fix them")), 0.0);
+    assert_eq!(
+        word_error_rate(&r, &words("run the tests then fix them")),
+        0.0
+    );
     assert!((word_error_rate(&r, &words("run tests then fix it")) - 2.0 / 6.0).abs() < 1e-9);
     assert_eq!(recall(&r, &words("them fix")), 2.0 / 6.0);
 }
@@ -103,8 +105,7 @@ fn word_error_rate_counts_edits() {
 #[tokio::test]
 async fn the_short_clip_is_transcribed_offline() {
     let dir = model_dir();
-    let scratch = tempfile::tempdir().unwrap();
-    let whisper = provider(dir, scratch.path(), Duration::from_secs(300));
+    let whisper = provider(dir, Duration::from_secs(300));
     let started = Instant::now();
     let t = whisper
         .transcribe(&clip_of("short.ogg"), &TranscriptionContext::default())
@@ -130,8 +131,7 @@ async fn the_short_clip_is_transcribed_offline() {
 
 #[tokio::test]
 async fn a_minute_long_clip_comes_back_whole() {
-    let scratch = tempfile::tempdir().unwrap();
-    let whisper = provider(model_dir(), scratch.path(), Duration::from_secs(600));
+    let whisper = provider(model_dir(), Duration::from_secs(600));
     let started = Instant::now();
     let t = whisper
         .transcribe(&clip_of("long60.ogg"), &TranscriptionContext::default())
@@ -160,14 +160,19 @@ async fn a_minute_long_clip_comes_back_whole() {
 
 #[tokio::test]
 async fn a_deadline_too_short_is_a_timeout() {
-    let scratch = tempfile::tempdir().unwrap();
-    let whisper = provider(model_dir(), scratch.path(), Duration::from_millis(1));
+    let whisper = provider(model_dir(), Duration::from_millis(1));
     let err = whisper
         .transcribe(&clip_of("long60.ogg"), &TranscriptionContext::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(err, TranscribeError::Timeout { provider: "local", .. }),
+        matches!(
+            err,
+            TranscribeError::Timeout {
+                provider: "local",
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -177,7 +182,6 @@ async fn a_missing_model_names_the_setting_and_the_fix() {
     let scratch = tempfile::tempdir().unwrap();
     let whisper = provider(
         scratch.path().join("no-model-here"),
-        scratch.path(),
         Duration::from_secs(30),
     );
     let err = whisper
@@ -193,11 +197,7 @@ async fn a_missing_model_names_the_setting_and_the_fix() {
 
     // A directory with the wrong files is refused before the loader sees it.
     std::fs::write(scratch.path().join("model.bin"), b"not a model").unwrap();
-    let whisper = provider(
-        scratch.path().to_path_buf(),
-        scratch.path(),
-        Duration::from_secs(30),
-    );
+    let whisper = provider(scratch.path().to_path_buf(), Duration::from_secs(30));
     let err = whisper
         .transcribe(&clip_of("short.ogg"), &TranscriptionContext::default())
         .await

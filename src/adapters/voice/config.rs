@@ -145,7 +145,7 @@ impl VoiceConfig {
                         }));
                     }
                 }
-                "local" | "whisper" => match local_provider(settings, data_dir, timeout) {
+                "local" | "whisper" => match local_provider(settings, timeout) {
                     Ok(p) => providers.push(p),
                     Err(why) => skipped.push(format!("{name}: {why}")),
                 },
@@ -196,11 +196,7 @@ impl VoiceConfig {
 
 /// The built-in Whisper, or why it cannot be used.
 #[cfg(feature = "local-whisper")]
-fn local_provider(
-    settings: &Settings,
-    data_dir: &DataDir,
-    timeout: Duration,
-) -> Result<ProviderConfig, String> {
+fn local_provider(settings: &Settings, timeout: Duration) -> Result<ProviderConfig, String> {
     let dir = settings.get(keys::WHISPER_MODEL_DIR).trim();
     if dir.is_empty() {
         return Err(format!(
@@ -212,17 +208,12 @@ fn local_provider(
         model_dir: dir.into(),
         threads: usize::try_from(settings.u64(keys::WHISPER_THREADS)).unwrap_or(0),
         timeout,
-        scratch_dir: data_dir.root().join(SCRATCH_SUBDIR),
     }))
 }
 
 /// This build has no engine: say how to get one.
 #[cfg(not(feature = "local-whisper"))]
-fn local_provider(
-    _settings: &Settings,
-    _data_dir: &DataDir,
-    _timeout: Duration,
-) -> Result<ProviderConfig, String> {
+fn local_provider(_settings: &Settings, _timeout: Duration) -> Result<ProviderConfig, String> {
     Err(format!(
         "this build has no built-in Whisper; rebuild kimaki with `--features local-whisper`, \
          or run an offline transcriber through {}",
@@ -352,6 +343,5 @@ mod tests {
             panic!("local");
         };
         assert_eq!(l.threads, 2);
-        assert_eq!(l.scratch_dir, data_dir().root().join("voice"));
     }
 }

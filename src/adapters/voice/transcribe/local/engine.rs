@@ -1,17 +1,24 @@
-//! `LocalProvider`: Whisper through ct2rs (CTranslate2), int8 on the CPU. The model is loaded on
-//! first use, off the async threads, and kept for every later message. Long recordings are cut
-//! at pauses (see `split`) and each piece is decoded on its own, because ct2rs' own 30 s windows
-//! lost the second half of a minute-long clip.
+//! `LocalProvider`: Whisper through CTranslate2 (ct2rs' low-level bindings), int8 on the CPU.
+//! The model is loaded on first use, off the async threads, and kept for every later message.
+//! Long recordings are cut at pauses (`split`), each piece gets Whisper's own spectrogram
+//! (`features`) and the decoder prompt the model was trained with, and the texts are joined.
+//!
+//! ct2rs' high-level `Whisper` is not used: it cuts fixed 30 s windows, pads them in the mel
+//! domain and always prompts with a language and a task token, which English-only models were
+//! never trained on; tiny.en then answered whole chunks with bare timestamp tokens.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use ct2rs::{ComputeType, Config, Whisper, WhisperOptions};
+use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+use ct2rs::tokenizers::hf;
+use ct2rs::Tokenizer as _;
 use tokio::sync::OnceCell;
 
+use super::features::{MelFrontEnd, N_FRAMES};
 use super::{model_dir, split, LocalConfig, PROVIDER};
 use crate::adapters::voice::codec::{rms, SPEECH_RATE};
 use crate::adapters::voice::transcribe::{
@@ -22,32 +29,39 @@ use crate::adapters::voice::transcribe::{
 /// Pieces quieter than this (≈ −70 dBFS) hold no speech; Whisper invents text for silence.
 const SILENCE_RMS: f64 = 3e-4;
 
-/// What English-only models (`*.en`) are told; they know no other language.
-const ENGLISH: &str = "en";
+const START_OF_TRANSCRIPT: &str = "<|startoftranscript|>";
+const TRANSCRIBE: &str = "<|transcribe|>";
+const NO_TIMESTAMPS: &str = "<|notimestamps|>";
+
+/// A loaded model with what it needs around it.
+struct Engine {
+    whisper: Whisper,
+    tokenizer: hf::Tokenizer,
+    front_end: MelFrontEnd,
+}
 
 pub struct LocalProvider {
     config: LocalConfig,
-    model: OnceCell<Arc<Whisper>>,
+    engine: OnceCell<Arc<Engine>>,
 }
 
 impl LocalProvider {
     pub fn new(config: LocalConfig) -> Self {
         Self {
             config,
-            model: OnceCell::new(),
+            engine: OnceCell::new(),
         }
     }
 
-    /// The loaded model; the first call loads it (a second or two for tiny.en). A failed load
+    /// The loaded model; the first call loads it (about a second for tiny.en). A failed load
     /// is not remembered, so fixing the directory needs no restart.
-    async fn model(&self) -> Result<Arc<Whisper>, TranscribeError> {
-        self.model
+    async fn engine(&self) -> Result<Arc<Engine>, TranscribeError> {
+        self.engine
             .get_or_try_init(|| {
                 let dir = self.config.model_dir.clone();
-                let scratch = self.config.scratch_dir.clone();
                 let threads = self.config.effective_threads();
                 async move {
-                    tokio::task::spawn_blocking(move || load(dir, &scratch, threads))
+                    tokio::task::spawn_blocking(move || load(&dir, threads))
                         .await
                         .map_err(|e| {
                             TranscribeError::Internal(format!(
@@ -61,20 +75,21 @@ impl LocalProvider {
     }
 }
 
-fn load(
-    dir: PathBuf,
-    scratch: &std::path::Path,
-    threads: usize,
-) -> Result<Arc<Whisper>, TranscribeError> {
+fn load(dir: &Path, threads: usize) -> Result<Arc<Engine>, TranscribeError> {
     let started = Instant::now();
-    let path = model_dir::prepare(&dir, scratch)?;
+    model_dir::check(dir)?;
+    let unusable =
+        |e: anyhow::Error| TranscribeError::LocalModel(format!("{}: {e:#}", dir.display()));
     let config = Config {
+        device: Device::CPU,
+        // int8 is faster than float32 on CPUs and needs ≈150 MB less memory.
         compute_type: ComputeType::INT8,
         num_threads_per_replica: threads,
         ..Config::default()
     };
-    let whisper = Whisper::new(&path, config)
-        .map_err(|e| TranscribeError::LocalModel(format!("{}: {e:#}", dir.display())))?;
+    let whisper = Whisper::new(dir, config).map_err(unusable)?;
+    let tokenizer = hf::Tokenizer::new(dir).map_err(unusable)?;
+    let front_end = MelFrontEnd::new(whisper.n_mels());
     tracing::info!(
         dir = %dir.display(),
         threads,
@@ -82,11 +97,89 @@ fn load(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Whisper model loaded."
     );
-    Ok(Arc::new(whisper))
+    Ok(Arc::new(Engine {
+        whisper,
+        tokenizer,
+        front_end,
+    }))
 }
 
-/// The model dir's name (`tiny.en`), for the record.
-fn model_name(dir: &std::path::Path) -> String {
+impl Engine {
+    /// The decoder prompt. English-only models know only "start, no timestamps"; multilingual
+    /// ones get the language when it is configured, or predict it themselves.
+    fn prompt(&self, language: Option<&str>) -> Vec<String> {
+        let mut prompt = vec![START_OF_TRANSCRIPT.to_owned()];
+        if self.whisper.is_multilingual() {
+            match language {
+                Some(lang) => {
+                    prompt.push(format!("<|{lang}|>"));
+                    prompt.push(TRANSCRIBE.to_owned());
+                    prompt.push(NO_TIMESTAMPS.to_owned());
+                }
+                None => return prompt,
+            }
+        } else {
+            prompt.push(NO_TIMESTAMPS.to_owned());
+        }
+        prompt
+    }
+
+    /// One piece of at most 30 s.
+    fn transcribe_piece(
+        &self,
+        piece: &[f32],
+        prompt: &[String],
+    ) -> Result<String, TranscribeError> {
+        let failed = |e: anyhow::Error| TranscribeError::LocalFailed(format!("{e:#}"));
+        let n_mels = self.front_end.n_mels();
+        let mut features = self.front_end.log_mel(piece);
+        let view =
+            StorageView::new(&[1, n_mels, N_FRAMES], &mut features, Device::CPU).map_err(failed)?;
+        let results = self
+            .whisper
+            .generate(&view, &[prompt.to_vec()], &WhisperOptions::default())
+            .map_err(failed)?;
+        let tokens: Vec<String> = results
+            .into_iter()
+            .next()
+            .and_then(|r| r.sequences.into_iter().next())
+            .unwrap_or_default()
+            .into_iter()
+            // Language, task and timestamp tokens are not text.
+            .filter(|t| !(t.starts_with("<|") && t.ends_with("|>")))
+            .collect();
+        let text = self.tokenizer.decode(tokens).map_err(failed)?;
+        Ok(text.trim().to_owned())
+    }
+
+    /// Every piece of `samples` in turn, texts joined by spaces.
+    fn transcribe(
+        &self,
+        samples: &[f32],
+        language: Option<&str>,
+        cancelled: &AtomicBool,
+    ) -> Result<String, TranscribeError> {
+        let prompt = self.prompt(language);
+        let mut parts: Vec<String> = Vec::new();
+        for range in split::chunk_ranges(samples, SPEECH_RATE) {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(TranscribeError::Internal("cancelled".into()));
+            }
+            let piece = &samples[range];
+            if rms(piece) < SILENCE_RMS {
+                continue;
+            }
+            let text = self.transcribe_piece(piece, &prompt)?;
+            if !text.is_empty() {
+                parts.push(text);
+            }
+        }
+        Ok(parts.join(" "))
+    }
+}
+
+/// The model dir's name (`whisper-tiny.en`), for the record.
+fn model_name(dir: &Path) -> String {
     dir.file_name().map_or_else(
         || "whisper".to_owned(),
         |n| n.to_string_lossy().into_owned(),
@@ -101,36 +194,6 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-/// Decodes each piece of `samples` in turn and joins the texts.
-fn transcribe_blocking(
-    whisper: &Whisper,
-    samples: &[f32],
-    language: Option<&str>,
-    cancelled: &AtomicBool,
-) -> Result<String, TranscribeError> {
-    let options = WhisperOptions::default();
-    let mut parts: Vec<String> = Vec::new();
-    for range in split::chunk_ranges(samples, SPEECH_RATE) {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(TranscribeError::Internal("cancelled".into()));
-        }
-        let piece = &samples[range];
-        if rms(piece) < SILENCE_RMS {
-            continue;
-        }
-        let texts = whisper
-            .generate(piece, language, false, &options)
-            .map_err(|e| TranscribeError::LocalFailed(format!("{e:#}")))?;
-        parts.extend(
-            texts
-                .into_iter()
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
-        );
-    }
-    Ok(parts.join(" "))
 }
 
 #[async_trait]
@@ -152,17 +215,13 @@ impl Provider for LocalProvider {
         };
         let timeout = self.config.timeout;
         let run = async {
-            let whisper = self.model().await?;
-            let language = if whisper.is_multilingual() {
-                ctx.language.clone()
-            } else {
-                Some(ENGLISH.to_owned())
-            };
+            let engine = self.engine().await?;
+            let language = ctx.language.clone();
             let cancelled = Arc::new(AtomicBool::new(false));
             let _cancel = CancelOnDrop(cancelled.clone());
             let started = Instant::now();
             let text = tokio::task::spawn_blocking(move || {
-                transcribe_blocking(&whisper, &pcm.samples, language.as_deref(), &cancelled)
+                engine.transcribe(&pcm.samples, language.as_deref(), &cancelled)
             })
             .await
             .map_err(|e| TranscribeError::Internal(format!("the Whisper task failed: {e}")))??;

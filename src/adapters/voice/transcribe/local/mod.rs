@@ -1,13 +1,15 @@
 //! The built-in offline transcriber: Whisper (CTranslate2 format, e.g. tiny.en) run in-process
 //! through ct2rs. The engine needs the `local-whisper` cargo feature (CTranslate2 is C++ and
-//! takes long to build); the settings, the model-dir checks and the chunking are plain Rust and
-//! compiled in every build, so they are tested everywhere.
+//! takes long to build); the settings, the model-dir check, the chunking and the spectrogram
+//! are plain Rust and compiled in every build, so they are tested everywhere.
 //!
 //! # Layout
 //! - `split`: where a long recording is cut into ≤ 30 s chunks (quietest 100 ms).
-//! - `model_dir`: checks the configured directory and adds `preprocessor_config.json`.
+//! - `features`: Whisper's log-mel spectrogram of one chunk.
+//! - `model_dir`: checks the configured directory before the loader sees it.
 //! - `engine` (feature `local-whisper`): `LocalProvider`, the model loaded once and reused.
 
+pub mod features;
 pub mod model_dir;
 pub mod split;
 
@@ -36,8 +38,6 @@ pub struct LocalConfig {
     pub threads: usize,
     /// One transcription, model loading included.
     pub timeout: Duration,
-    /// Private scratch space (under the data dir), used when the model dir is read-only.
-    pub scratch_dir: PathBuf,
 }
 
 impl LocalConfig {
@@ -62,7 +62,6 @@ mod tests {
             model_dir: PathBuf::from("/m"),
             threads: 3,
             timeout: Duration::from_secs(1),
-            scratch_dir: PathBuf::from("/s"),
         };
         assert_eq!(c.effective_threads(), 3);
         c.threads = 0;
