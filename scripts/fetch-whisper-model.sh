@@ -59,8 +59,8 @@ for f in model.bin config.json tokenizer.json vocabulary.txt; do
   fi
 done
 
-# ct2rs reads Hugging Face's feature-extractor settings; CTranslate2 conversions lack them.
-# (kimaki writes the same file itself when it is missing.)
+# Hugging Face's feature-extractor settings. kimaki computes Whisper's features itself and does
+# not read this file, but ct2rs' own Whisper and other tools need it next to the model.
 cat > "$tmp/unpacked/preprocessor_config.json" <<'JSON'
 {
   "chunk_length": 30,
