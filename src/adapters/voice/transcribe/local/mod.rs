@@ -24,9 +24,6 @@ use std::time::Duration;
 
 pub const PROVIDER: &str = "local";
 
-/// Whether this binary was built with the engine.
-pub const BUILT_IN: bool = cfg!(feature = "local-whisper");
-
 /// More threads than this barely speed up a tiny model and take cores from the agents.
 const MAX_AUTO_THREADS: usize = 4;
 
