@@ -139,6 +139,8 @@ pub const GEMINI_BASE_URL: &str = "KIMAKI_GEMINI_BASE_URL";
 pub const OPENAI_TRANSCRIBE_MODEL: &str = "KIMAKI_OPENAI_TRANSCRIBE_MODEL";
 pub const OPENAI_BASE_URL: &str = "KIMAKI_OPENAI_BASE_URL";
 pub const TRANSCRIBE_COMMAND: &str = "KIMAKI_TRANSCRIBE_COMMAND";
+pub const WHISPER_MODEL_DIR: &str = "KIMAKI_WHISPER_MODEL_DIR";
+pub const WHISPER_THREADS: &str = "KIMAKI_WHISPER_THREADS";
 pub const TRANSCRIPTION_LANGUAGE: &str = "KIMAKI_TRANSCRIPTION_LANGUAGE";
 pub const TRANSCRIBE_TIMEOUT_SECS: &str = "KIMAKI_TRANSCRIBE_TIMEOUT_SECS";
 pub const VOICE_MAX_MB: &str = "KIMAKI_VOICE_MAX_MB";
@@ -386,7 +388,7 @@ pub const KEYS: &[KeyDef] = &[
         Section::Transcription,
         "gemini,openai,command",
         Kind::NameList,
-        "Transcription providers tried in order (gemini, openai, command); those without a key or command are skipped.",
+        "Transcription providers tried in order (gemini, openai, command, local); those without a key, command or model are skipped.",
     ),
     secret(
         GEMINI_API_KEY,
@@ -434,6 +436,20 @@ pub const KEYS: &[KeyDef] = &[
         "",
         Kind::Text,
         "Offline transcriber: a command run on a 16 kHz WAV ({wav} in it, else appended as the last argument); its stdout is the text.",
+    ),
+    key(
+        WHISPER_MODEL_DIR,
+        Section::Transcription,
+        "",
+        Kind::Path,
+        "Built-in offline Whisper (`local` provider, builds with --features local-whisper): the CTranslate2 model dir; scripts/fetch-whisper-model.sh <dir> fetches tiny.en.",
+    ),
+    key(
+        WHISPER_THREADS,
+        Section::Transcription,
+        "0",
+        Kind::Integer { min: 0, max: 64 },
+        "CPU threads the built-in Whisper uses; 0 means one per core, at most 4.",
     ),
     key(
         TRANSCRIPTION_LANGUAGE,

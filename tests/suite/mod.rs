@@ -56,6 +56,8 @@ mod voice_chain;
 mod voice_command;
 mod voice_decode;
 mod voice_gemini;
+#[cfg(feature = "local-whisper")]
+mod voice_local_whisper;
 mod voice_openai;
 mod voice_queue;
 mod worktrees;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::transcribe::command::{split_command_line, CommandConfig};
 use super::transcribe::gemini::{self, GeminiConfig};
+#[cfg(feature = "local-whisper")]
+use super::transcribe::local::{self, LocalConfig};
 use super::transcribe::openai::{self, OpenAiConfig};
 use super::transcribe::RetryPolicy;
 use crate::config::{keys, DataDir, Env, Settings};
@@ -28,6 +30,9 @@ pub enum ProviderConfig {
     Gemini(GeminiConfig),
     OpenAi(OpenAiConfig),
     Command(CommandConfig),
+    /// The built-in Whisper; only in builds with the `local-whisper` feature.
+    #[cfg(feature = "local-whisper")]
+    Local(LocalConfig),
 }
 
 impl ProviderConfig {
@@ -36,6 +41,8 @@ impl ProviderConfig {
             Self::Gemini(_) => gemini::PROVIDER,
             Self::OpenAi(_) => openai::PROVIDER,
             Self::Command(_) => super::transcribe::command::PROVIDER,
+            #[cfg(feature = "local-whisper")]
+            Self::Local(_) => local::PROVIDER,
         }
     }
 
@@ -45,6 +52,8 @@ impl ProviderConfig {
             Self::Gemini(c) => format!("gemini ({})", c.models.join(" → ")),
             Self::OpenAi(c) => format!("openai ({})", c.model),
             Self::Command(c) => format!("command ({})", c.argv.first().map_or("", String::as_str)),
+            #[cfg(feature = "local-whisper")]
+            Self::Local(c) => format!("local (Whisper in {})", c.model_dir.display()),
         }
     }
 }
@@ -136,12 +145,12 @@ impl VoiceConfig {
                         }));
                     }
                 }
-                "local" | "whisper" => skipped.push(format!(
-                    "{name}: this build has no built-in Whisper; run one through {}",
-                    keys::TRANSCRIBE_COMMAND
-                )),
+                "local" | "whisper" => match local_provider(settings, timeout) {
+                    Ok(p) => providers.push(p),
+                    Err(why) => skipped.push(format!("{name}: {why}")),
+                },
                 other => skipped.push(format!(
-                    "{other}: unknown provider (use gemini, openai or command)"
+                    "{other}: unknown provider (use gemini, openai, command or local)"
                 )),
             }
         }
@@ -183,6 +192,33 @@ impl VoiceConfig {
             .collect::<Vec<_>>()
             .join(", then ")
     }
+}
+
+/// The built-in Whisper, or why it cannot be used.
+#[cfg(feature = "local-whisper")]
+fn local_provider(settings: &Settings, timeout: Duration) -> Result<ProviderConfig, String> {
+    let dir = settings.get(keys::WHISPER_MODEL_DIR).trim();
+    if dir.is_empty() {
+        return Err(format!(
+            "{} is not set (scripts/fetch-whisper-model.sh <dir> fetches a model)",
+            keys::WHISPER_MODEL_DIR
+        ));
+    }
+    Ok(ProviderConfig::Local(LocalConfig {
+        model_dir: dir.into(),
+        threads: usize::try_from(settings.u64(keys::WHISPER_THREADS)).unwrap_or(0),
+        timeout,
+    }))
+}
+
+/// This build has no engine: say how to get one.
+#[cfg(not(feature = "local-whisper"))]
+fn local_provider(_settings: &Settings, _timeout: Duration) -> Result<ProviderConfig, String> {
+    Err(format!(
+        "this build has no built-in Whisper; rebuild kimaki with `--features local-whisper`, \
+         or run an offline transcriber through {}",
+        keys::TRANSCRIBE_COMMAND
+    ))
 }
 
 fn non_empty_or(list: Vec<String>, default: &[&str]) -> Vec<String> {
@@ -267,5 +303,45 @@ mod tests {
         assert_eq!(cmd.argv, vec!["/opt/stt", "--model", "tiny en", "{wav}"]);
         assert_eq!(cmd.env_remove, vec!["KIMAKI_BOT_TOKEN"]);
         assert_eq!(cmd.scratch_dir, data_dir().root().join("voice"));
+    }
+
+    #[cfg(not(feature = "local-whisper"))]
+    #[test]
+    fn local_without_the_feature_says_how_to_get_it() {
+        let s = settings("KIMAKI_TRANSCRIPTION_PROVIDERS=whisper\nKIMAKI_WHISPER_MODEL_DIR=/m\n");
+        let err = VoiceConfig::from_settings(&s, &data_dir(), &Env::default()).unwrap_err();
+        assert!(
+            err.reason.contains("whisper: this build has no built-in Whisper; rebuild kimaki with `--features local-whisper`"),
+            "{}",
+            err.reason
+        );
+        assert!(
+            err.reason.contains("KIMAKI_TRANSCRIBE_COMMAND"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[cfg(feature = "local-whisper")]
+    #[test]
+    fn local_with_the_feature_needs_the_model_dir() {
+        let s = settings("KIMAKI_TRANSCRIPTION_PROVIDERS=local\n");
+        let err = VoiceConfig::from_settings(&s, &data_dir(), &Env::default()).unwrap_err();
+        assert!(
+            err.reason
+                .contains("local: KIMAKI_WHISPER_MODEL_DIR is not set"),
+            "{}",
+            err.reason
+        );
+        let s = settings(
+            "KIMAKI_TRANSCRIPTION_PROVIDERS=whisper\nKIMAKI_WHISPER_MODEL_DIR=/opt/tiny.en\n\
+             KIMAKI_WHISPER_THREADS=2\n",
+        );
+        let c = VoiceConfig::from_settings(&s, &data_dir(), &Env::default()).unwrap();
+        assert_eq!(c.describe(), "local (Whisper in /opt/tiny.en)");
+        let ProviderConfig::Local(l) = &c.providers[0] else {
+            panic!("local");
+        };
+        assert_eq!(l.threads, 2);
     }
 }

@@ -50,6 +50,10 @@ impl VoiceTranscriber {
                     ProviderConfig::Gemini(c) => Arc::new(GeminiProvider::new(c, client.clone())),
                     ProviderConfig::OpenAi(c) => Arc::new(OpenAiProvider::new(c, client.clone())),
                     ProviderConfig::Command(c) => Arc::new(CommandProvider::new(c)),
+                    #[cfg(feature = "local-whisper")]
+                    ProviderConfig::Local(c) => {
+                        Arc::new(super::transcribe::local::LocalProvider::new(c))
+                    }
                 }
             })
             .collect();

@@ -6,11 +6,13 @@
 //! - `gemini`: `generateContent` with inline audio and a forced function call; model fallback.
 //! - `openai`: `/v1/audio/transcriptions` (multipart).
 //! - `command`: a local program run on a 16 kHz WAV.
+//! - `local`: the built-in offline Whisper (engine behind the `local-whisper` feature).
 //! - `chain`: provider order, retries with backoff.
 
 pub mod chain;
 pub mod command;
 pub mod gemini;
+pub mod local;
 pub mod openai;
 
 use std::sync::Arc;
@@ -149,6 +151,13 @@ pub enum TranscribeError {
     CommandMissing(String),
     #[error("the transcription command failed: {0}")]
     CommandFailed(String),
+    #[error(
+        "the built-in Whisper model is not usable ({0}); set KIMAKI_WHISPER_MODEL_DIR to an \
+         unpacked CTranslate2 Whisper model (scripts/fetch-whisper-model.sh <dir> fetches tiny.en)"
+    )]
+    LocalModel(String),
+    #[error("the built-in Whisper failed: {0}")]
+    LocalFailed(String),
     #[error("no transcription provider is configured: {0}")]
     NoProvider(String),
     #[error("every transcription provider failed: {}", join_errors(.0))]
@@ -199,6 +208,8 @@ impl TranscribeError {
             | Self::Read(_)
             | Self::CommandMissing(_)
             | Self::CommandFailed(_)
+            | Self::LocalModel(_)
+            | Self::LocalFailed(_)
             | Self::NoProvider(_)
             | Self::Internal(_) => false,
         }
@@ -215,7 +226,7 @@ impl TranscribeError {
             Self::Connect { .. } => FailureKind::ModelUnreachable,
             Self::Timeout { .. } => FailureKind::Timeout,
             Self::Status { .. } | Self::Blocked { .. } | Self::Empty { .. } => FailureKind::Api,
-            Self::CommandFailed(_) => FailureKind::Api,
+            Self::CommandFailed(_) | Self::LocalFailed(_) => FailureKind::Api,
             Self::Auth { .. } => FailureKind::Auth,
             // No kind names "bad input"; Protocol ("something kimaki could not understand") is the
             // closest, and these are never retried.
@@ -224,7 +235,9 @@ impl TranscribeError {
             | Self::Decode(_)
             | Self::TooLarge { .. }
             | Self::TooLong { .. } => FailureKind::Protocol,
-            Self::CommandMissing(_) | Self::NoProvider(_) => FailureKind::RunnerUnavailable,
+            Self::CommandMissing(_) | Self::LocalModel(_) | Self::NoProvider(_) => {
+                FailureKind::RunnerUnavailable
+            }
             Self::Read(_) | Self::Internal(_) => FailureKind::Internal,
             Self::AllFailed(errors) => errors
                 .first()
