@@ -41,7 +41,14 @@ async fn permission_answer_reaches_the_runner() {
         once.clone(),
     );
     let done = coord.wait_finished(&job, WAIT).await;
-    assert_eq!(done.input_results[0].status, InputStatus::Applied);
+    // The coordinator handles each incoming message on its own task, so the reply to the input
+    // can be recorded after the job's last event even though the agent sent it first.
+    let first = coord
+        .wait_until("the input result", WAIT, |s| {
+            s.jobs[&job].input_results.first().cloned()
+        })
+        .await;
+    assert_eq!(first.status, InputStatus::Applied);
     assert_eq!(done.output_text(OutputStream::Assistant), "allowed");
     assert!(done
         .applied
