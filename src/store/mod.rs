@@ -106,6 +106,10 @@ pub enum StoreError {
     },
     #[error("store I/O error at {path}: {detail}")]
     Io { path: PathBuf, detail: String },
+    /// A write failed (a full disk, most often); sled refuses every later write, so kimaki
+    /// does too, at once, instead of hanging. What was acknowledged before is on disk.
+    #[error("the store at {path} can no longer write ({detail}); work acknowledged before is safe on disk. Fix the cause (usually a full disk: free some space), then restart kimaki")]
+    Unwritable { path: PathBuf, detail: String },
     #[error("cannot encode a value for tree {tree}: {detail}")]
     Encode { tree: &'static str, detail: String },
     #[error("cannot decode a value in tree {tree}: {detail}")]
@@ -188,6 +192,27 @@ struct FlushState {
     #[cfg(test)]
     completed: AtomicU64,
     lock: tokio::sync::Mutex<()>,
+    /// The first write failure. sled 0.34 keeps failing writes after one, and a flush waiting
+    /// for a buffer that failed to write never returns, so every later write fails fast.
+    failed: std::sync::OnceLock<String>,
+}
+
+/// A flush that takes this long is stuck (sled waits forever for a buffer whose write failed);
+/// a healthy one takes milliseconds, a slow disk under load seconds.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// sled flushes when its last handle drops, and after a failed write that flush waits forever
+/// for the buffer that could not be written. A store that stopped writing therefore keeps its
+/// handles alive to the end of the process; there is nothing left to flush.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.flush.failed.get().is_some() {
+            std::mem::forget(self.db.clone());
+            for tree in &self.trees {
+                std::mem::forget(tree.clone());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -388,6 +413,7 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(());
         }
+        self.writable()?;
         let mut involved: Vec<Tree> = Vec::new();
         for op in &batch.ops {
             let t = match op {
@@ -407,7 +433,7 @@ impl Store {
             }
             self.tree(involved[0])
                 .apply_batch(b)
-                .map_err(|e| self.io(e))?;
+                .map_err(|e| self.write_failed(e))?;
             // Counted like any other write, so the next `flush` covers it.
             self.flush.applied.fetch_add(1, Ordering::SeqCst);
             return Ok(());
@@ -430,7 +456,7 @@ impl Store {
                 Ok(())
             });
         result.map_err(|e| match e {
-            sled::transaction::TransactionError::Storage(e) => self.io(e),
+            sled::transaction::TransactionError::Storage(e) => self.write_failed(e),
             sled::transaction::TransactionError::Abort(()) => StoreError::Io {
                 path: self.path.clone(),
                 detail: "transaction aborted".to_owned(),
@@ -450,12 +476,13 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(());
         }
+        self.writable()?;
         for op in batch.ops {
             match op {
                 Op::Put(t, k, v) => self.tree(t).insert(k, v).map(drop),
                 Op::Delete(t, k) => self.tree(t).remove(k).map(drop),
             }
-            .map_err(|e| self.io(e))?;
+            .map_err(|e| self.write_failed(e))?;
         }
         self.flush.applied.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -472,15 +499,31 @@ impl Store {
         if self.flush.flushed.load(Ordering::SeqCst) >= needed {
             return Ok(());
         }
+        self.writable()?;
         let covers = self.flush.applied.load(Ordering::SeqCst);
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Io {
-                path: self.path.clone(),
-                detail: format!("flush task failed: {e}"),
-            })?
-            .map_err(|e| self.io(e))?;
+        let flushed = tokio::time::timeout(
+            FLUSH_TIMEOUT,
+            tokio::task::spawn_blocking(move || db.flush()),
+        )
+        .await;
+        match flushed {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => return Err(self.write_failed(e)),
+            Ok(Err(e)) => {
+                return Err(StoreError::Io {
+                    path: self.path.clone(),
+                    detail: format!("flush task failed: {e}"),
+                })
+            }
+            // The blocked thread is abandoned: sled will not wake it.
+            Err(_) => {
+                return Err(self.latch(format!(
+                    "a flush to disk did not finish within {} s",
+                    FLUSH_TIMEOUT.as_secs()
+                )))
+            }
+        }
         self.flush.flushed.fetch_max(covers, Ordering::SeqCst);
         #[cfg(test)]
         self.flush.completed.fetch_add(1, Ordering::SeqCst);
@@ -489,7 +532,11 @@ impl Store {
 
     /// The blocking form of `flush`, for shutdown paths and CLI commands without a runtime.
     pub fn flush_blocking(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(|e| self.io(e))
+        self.writable()?;
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.write_failed(e))
     }
 
     /// `apply` then `flush`: the write is durable when this returns.
@@ -500,7 +547,41 @@ impl Store {
 
     /// A monotonic id, unique for the life of the store (survives restarts).
     pub fn next_id(&self) -> Result<u64> {
-        self.db.generate_id().map_err(|e| self.io(e))
+        self.writable()?;
+        self.db.generate_id().map_err(|e| self.write_failed(e))
+    }
+
+    /// Why the store stopped writing, if it did.
+    pub fn write_failure(&self) -> Option<&str> {
+        self.flush.failed.get().map(String::as_str)
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.flush.failed.get() {
+            Some(detail) => Err(StoreError::Unwritable {
+                path: self.path.clone(),
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A write error: corruption stays corruption; anything else stops all further writes.
+    fn write_failed(&self, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Corruption { .. } => self.io(e),
+            other => self.latch(other.to_string()),
+        }
+    }
+
+    fn latch(&self, detail: String) -> StoreError {
+        if self.flush.failed.set(detail.clone()).is_ok() {
+            tracing::error!(path = %self.path.display(), error = %detail, "The store can no longer write; new work is refused until kimaki restarts.");
+        }
+        StoreError::Unwritable {
+            path: self.path.clone(),
+            detail: self.flush.failed.get().cloned().unwrap_or(detail),
+        }
     }
 
     /// Bytes used on disk.

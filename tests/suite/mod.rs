@@ -52,6 +52,7 @@ mod runner_claude;
 mod runner_codex;
 mod runner_opencode;
 mod scheduled_tasks;
+mod store_full_disk;
 mod voice_chain;
 mod voice_command;
 mod voice_decode;
