@@ -548,6 +548,21 @@ impl ControlHandler for Handler {
         }
         lanes.sort_by(|a, b| a.lane.cmp(&b.lane));
         let now = clock::now_ms();
+        let mut adapters = self.states.snapshot();
+        if let Some(why) = self.queue.store().write_failure() {
+            // Not an adapter, but what a user must see first when it happens.
+            adapters.insert(
+                0,
+                crate::core::health::ComponentStatus {
+                    name: "store".to_owned(),
+                    state: "failed".to_owned(),
+                    since: now,
+                    detail: Some(format!(
+                        "can no longer write ({why}); new work is refused. Free disk space, then restart kimaki"
+                    )),
+                },
+            );
+        }
         StatusReport {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -555,7 +570,7 @@ impl ControlHandler for Handler {
             started_at: self.started_at,
             uptime_secs: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
             exe: self.exe.clone(),
-            adapters: self.states.snapshot(),
+            adapters,
             queue: QueueStatus {
                 queued: self.queue.queued_total(),
                 running: active.len(),

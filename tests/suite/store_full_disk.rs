@@ -128,6 +128,19 @@ fn a_full_disk_refuses_new_work_clearly_and_loses_nothing_acknowledged() {
     );
     assert!(t0.elapsed() < Duration::from_secs(10));
 
+    // `status` says so first.
+    let status = k.run(&["status", "--json"]).json();
+    let store = &status["adapters"][0];
+    assert_eq!(store["name"], "store", "{status}");
+    assert_eq!(store["state"], "failed", "{status}");
+    assert!(
+        store["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{status}"
+    );
+
     // Stopping does not hang on the flush that can never finish.
     let stop = k.run(&["stop"]);
     assert_eq!(stop.code(), 0, "{}", stop.all());
