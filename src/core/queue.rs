@@ -195,22 +195,25 @@ impl JobQueue {
         };
 
         // In order, not as one atomic batch (which costs a disk write of its own; the flush
-        // below is the one that matters): lane, job, its place in the lane, its `Queued` event.
-        // A crash can keep only a prefix of these, and `recover` completes any such prefix
-        // that includes the job record.
+        // below is the one that matters): lane, job, its `Queued` event, then its place in the
+        // lane, last, because that is where the dispatcher finds it (so `Queued` is always the
+        // job's first event). A crash can keep only a prefix of these; `recover` completes any
+        // prefix that includes the job record.
         let mut batch = Batch::new();
         let lane = self.lane_for(&record.job, now)?;
         batch.put(Tree::Lanes, record.job.lane.as_str(), &lane)?;
         batch.put(Tree::Jobs, record.job.id.as_str(), &record)?;
+        store.apply_in_order(batch)?;
+        self.inner
+            .bus
+            .publish(queued_event(&record, position), Batch::new())?;
+        let mut batch = Batch::new();
         batch.put_raw(
             Tree::LaneQueue,
             lane_queue_key(&record.job.lane, front, order),
             record.job.id.as_str(),
         );
         store.apply_in_order(batch)?;
-        self.inner
-            .bus
-            .publish(queued_event(&record, position), Batch::new())?;
         store.flush().await?;
 
         if front {
@@ -652,18 +655,19 @@ impl JobQueue {
         for (_, mut record) in records {
             match record.state {
                 JobState::Queued => {
-                    // An enqueue cut short by a crash (see `enqueue`): complete it.
-                    let key = lane_queue_key(&record.job.lane, record.front, record.order);
-                    if !store.contains(Tree::LaneQueue, &key)? {
-                        let mut batch = Batch::new();
-                        batch.put_raw(Tree::LaneQueue, key, record.job.id.as_str());
-                        store.apply(batch)?;
-                    }
+                    // An enqueue cut short by a crash (see `enqueue`): complete it, in the same
+                    // order.
                     if self.inner.bus.last_seq(&record.job.id)? == 0 {
                         let position = self.position(&record)?;
                         self.inner
                             .bus
                             .publish(queued_event(&record, position), Batch::new())?;
+                    }
+                    let key = lane_queue_key(&record.job.lane, record.front, record.order);
+                    if !store.contains(Tree::LaneQueue, &key)? {
+                        let mut batch = Batch::new();
+                        batch.put_raw(Tree::LaneQueue, key, record.job.id.as_str());
+                        store.apply(batch)?;
                     }
                     report.queued += 1;
                 }

@@ -131,7 +131,7 @@ async fn an_event_whose_index_entry_was_cut_off_is_reindexed_at_recovery() {
     assert_eq!(sub.next().await.unwrap().cursor, cursor);
 }
 
-/// An enqueue is written in order (lane, job, lane place, event) and a crash can keep only a
+/// An enqueue is written in order (lane, job, event, lane place) and a crash can keep only a
 /// prefix; one that kept the job record is completed at recovery, so the job runs and sinks see
 /// it queued.
 #[tokio::test]
