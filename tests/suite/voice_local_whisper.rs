@@ -129,6 +129,31 @@ async fn the_short_clip_is_transcribed_offline() {
     assert_eq!(again.text, t.text);
 }
 
+/// The project's names reach Whisper as previous text: without them tiny.en hears "cargo" in
+/// this clip as "Cardo".
+#[tokio::test]
+async fn project_names_in_the_context_are_spelled_as_the_project_spells_them() {
+    let whisper = provider(model_dir(), Duration::from_secs(300));
+    let ctx = TranscriptionContext {
+        vocabulary: "main.rs, parse_config, load_settings, cargo, session_manager".into(),
+        ..TranscriptionContext::default()
+    };
+    let t = whisper
+        .transcribe(&clip_of("short.ogg"), &ctx)
+        .await
+        .unwrap();
+    let hyp = words(&t.text);
+    let wer = word_error_rate(&reference("short.txt"), &hyp);
+    eprintln!(
+        "short.ogg with the project's names: WER {wer:.3}: {}",
+        t.text
+    );
+    assert!(hyp.iter().any(|w| w == "cargo"), "{:?}", t.text);
+    assert!(wer <= SHORT_MAX_WER, "WER {wer:.3}: {:?}", t.text);
+    // The hint is context, not text: it is not echoed into the transcript.
+    assert!(!t.text.contains("session_manager"), "{:?}", t.text);
+}
+
 #[tokio::test]
 async fn a_minute_long_clip_comes_back_whole() {
     let whisper = provider(model_dir(), Duration::from_secs(600));

@@ -29,7 +29,12 @@ use crate::adapters::voice::transcribe::{
 /// Pieces quieter than this (≈ −70 dBFS) hold no speech; Whisper invents text for silence.
 const SILENCE_RMS: f64 = 3e-4;
 
+const START_OF_PREVIOUS: &str = "<|startofprev|>";
 const START_OF_TRANSCRIPT: &str = "<|startoftranscript|>";
+
+/// Whisper reads the "previous text" slot as context, so names from the project there are
+/// spelled as in the project. Kept short: a long prompt makes a tiny model echo it.
+const MAX_VOCABULARY_TOKENS: usize = 64;
 const TRANSCRIBE: &str = "<|transcribe|>";
 const NO_TIMESTAMPS: &str = "<|notimestamps|>";
 
@@ -105,10 +110,12 @@ fn load(dir: &Path, threads: usize) -> Result<Arc<Engine>, TranscribeError> {
 }
 
 impl Engine {
-    /// The decoder prompt. English-only models know only "start, no timestamps"; multilingual
-    /// ones get the language when it is configured, or predict it themselves.
-    fn prompt(&self, language: Option<&str>) -> Vec<String> {
-        let mut prompt = vec![START_OF_TRANSCRIPT.to_owned()];
+    /// The decoder prompt: the project's names as previous text, then the start. English-only
+    /// models know only "start, no timestamps"; multilingual ones get the language when it is
+    /// configured, or predict it themselves.
+    fn prompt(&self, language: Option<&str>, vocabulary: &str) -> Vec<String> {
+        let mut prompt = self.previous_text(vocabulary);
+        prompt.push(START_OF_TRANSCRIPT.to_owned());
         if self.whisper.is_multilingual() {
             match language {
                 Some(lang) => {
@@ -121,6 +128,42 @@ impl Engine {
         } else {
             prompt.push(NO_TIMESTAMPS.to_owned());
         }
+        prompt
+    }
+
+    /// `<|startofprev|>` and as many of the vocabulary's names (whole ones, in order) as fit in
+    /// `MAX_VOCABULARY_TOKENS`; nothing when there are none.
+    fn previous_text(&self, vocabulary: &str) -> Vec<String> {
+        let mut kept: Vec<String> = Vec::new();
+        let mut text = String::new();
+        for name in vocabulary
+            .split(", ")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let candidate = if text.is_empty() {
+                format!(" {name}")
+            } else {
+                format!("{text}, {name}")
+            };
+            let Ok(tokens) = self.tokenizer.encode(&candidate) else {
+                break;
+            };
+            let tokens: Vec<String> = tokens
+                .into_iter()
+                .filter(|t| !(t.starts_with("<|") && t.ends_with("|>")))
+                .collect();
+            if tokens.len() > MAX_VOCABULARY_TOKENS {
+                break;
+            }
+            text = candidate;
+            kept = tokens;
+        }
+        if kept.is_empty() {
+            return Vec::new();
+        }
+        let mut prompt = vec![START_OF_PREVIOUS.to_owned()];
+        prompt.extend(kept);
         prompt
     }
 
@@ -157,9 +200,10 @@ impl Engine {
         &self,
         samples: &[f32],
         language: Option<&str>,
+        vocabulary: &str,
         cancelled: &AtomicBool,
     ) -> Result<String, TranscribeError> {
-        let prompt = self.prompt(language);
+        let prompt = self.prompt(language, vocabulary);
         let mut parts: Vec<String> = Vec::new();
         for range in split::chunk_ranges(samples, SPEECH_RATE) {
             if cancelled.load(Ordering::Relaxed) {
@@ -217,11 +261,12 @@ impl Provider for LocalProvider {
         let run = async {
             let engine = self.engine().await?;
             let language = ctx.language.clone();
+            let vocabulary = ctx.vocabulary.clone();
             let cancelled = Arc::new(AtomicBool::new(false));
             let _cancel = CancelOnDrop(cancelled.clone());
             let started = Instant::now();
             let text = tokio::task::spawn_blocking(move || {
-                engine.transcribe(&pcm.samples, language.as_deref(), &cancelled)
+                engine.transcribe(&pcm.samples, language.as_deref(), &vocabulary, &cancelled)
             })
             .await
             .map_err(|e| TranscribeError::Internal(format!("the Whisper task failed: {e}")))??;
