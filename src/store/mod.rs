@@ -361,7 +361,6 @@ impl Store {
         }
     }
 
-    /// The last entry with this prefix, if any.
     /// The last `n` entries of a tree, newest first.
     pub fn last_n<V: DeserializeOwned>(&self, tree: Tree, n: usize) -> Result<Vec<(Vec<u8>, V)>> {
         self.tree(tree)
@@ -375,6 +374,7 @@ impl Store {
             .collect()
     }
 
+    /// The last entry with this prefix, if any.
     pub fn last_raw(
         &self,
         tree: Tree,
