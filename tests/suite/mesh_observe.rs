@@ -178,7 +178,14 @@ fn a_cli_job_that_ran_while_the_coordinator_was_down_arrives_exactly_once() {
     let before = (job.applied.len(), job.announcements);
     rt.block_on(coord.restart());
     rt.block_on(coord.wait_hello(3, WAIT));
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent heartbeats only after it handled the welcome (resume, re-announcements): two
+    // heartbeats later anything it would resend has arrived.
+    let beats = coord.with_state(|s| s.heartbeats);
+    rt.block_on(
+        coord.wait_until("two heartbeats after the welcome", WAIT, |s| {
+            (s.heartbeats >= beats + 2).then_some(())
+        }),
+    );
     let after = coord.job(&job.job_id);
     assert_eq!((after.applied.len(), after.announcements), before);
     assert_eq!(coord.audit(&job.job_id).duplicates, 0);

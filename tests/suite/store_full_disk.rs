@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kimaki::core::{JobId, JobQueue};
 use kimaki::store::Store;
 
-use crate::support::kimaki_bin::Kimaki;
+use crate::support::kimaki_bin::{Kimaki, Output};
 
 /// A small tmpfs, unmounted (lazily) when dropped.
 struct SmallDisk {
@@ -53,6 +53,21 @@ impl Drop for SmallDisk {
     }
 }
 
+/// `kimaki send --json` of `prompt` to `project`. The runner does not exist: the job fails
+/// when it runs, after its enqueue (what this test is about) was acknowledged.
+fn send(k: &Kimaki, project: &Path, prompt: &str) -> Output {
+    k.run(&[
+        "send",
+        "--project",
+        project.to_str().unwrap(),
+        "--runner",
+        "no-such-runner",
+        "--prompt",
+        prompt,
+        "--json",
+    ])
+}
+
 fn big_prompt(i: usize) -> String {
     // 100 KB that does not compress away: sled stores values as they are.
     let mut s = format!("job {i}: ");
@@ -84,16 +99,7 @@ fn a_full_disk_refuses_new_work_clearly_and_loses_nothing_acknowledged() {
     let mut acked: Vec<JobId> = Vec::new();
     let mut refused = None;
     for i in 0..60 {
-        let out = k.run(&[
-            "send",
-            "--project",
-            project.to_str().unwrap(),
-            "--runner",
-            "no-such-runner",
-            "--prompt",
-            &big_prompt(i),
-            "--json",
-        ]);
+        let out = send(&k, &project, &big_prompt(i));
         if out.code() == 0 {
             acked.push(JobId::new(out.json()["job_id"].as_str().unwrap()));
         } else {
@@ -111,15 +117,7 @@ fn a_full_disk_refuses_new_work_clearly_and_loses_nothing_acknowledged() {
 
     // Later sends fail at once with the same explanation, small ones too.
     let t0 = Instant::now();
-    let again = k.run(&[
-        "send",
-        "--project",
-        project.to_str().unwrap(),
-        "--runner",
-        "no-such-runner",
-        "--prompt",
-        "small",
-    ]);
+    let again = send(&k, &project, "small");
     assert_ne!(again.code(), 0);
     assert!(
         again.all().contains("can no longer write"),
@@ -150,16 +148,7 @@ fn a_full_disk_refuses_new_work_clearly_and_loses_nothing_acknowledged() {
     disk.grow("64m");
     let mut d = k.start(&[]);
     d.wait_ready();
-    let out = k.run(&[
-        "send",
-        "--project",
-        project.to_str().unwrap(),
-        "--runner",
-        "no-such-runner",
-        "--prompt",
-        "after the disk was freed",
-        "--json",
-    ]);
+    let out = send(&k, &project, "after the disk was freed");
     assert_eq!(out.code(), 0, "{}", out.all());
     let stop = k.run(&["stop"]);
     assert_eq!(stop.code(), 0, "{}", stop.all());
